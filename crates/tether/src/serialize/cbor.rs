@@ -1,0 +1,24 @@
+use bytes::{BufMut, BytesMut};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Serialization, SerializationError, Serializer};
+
+/// CBOR via ciborium.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cbor;
+
+impl Serializer for Cbor {
+    const SERIALIZATION: Serialization = Serialization::Cbor;
+
+    fn serialize<T: Serialize + ?Sized>(
+        value: &T,
+        dst: &mut BytesMut,
+    ) -> Result<(), SerializationError> {
+        ciborium::into_writer(value, dst.writer())
+            .map_err(|e| SerializationError::new(Self::SERIALIZATION, e))
+    }
+
+    fn deserialize<T: DeserializeOwned>(src: &[u8]) -> Result<T, SerializationError> {
+        ciborium::from_reader(src).map_err(|e| SerializationError::new(Self::SERIALIZATION, e))
+    }
+}
