@@ -74,7 +74,8 @@ impl FrameBuilder {
         self.body_start = Some(dst.len());
     }
 
-    /// Fills in the lengths. If metadata and body exceed `max_frame_length`, removes the whole
+    /// Fills in the lengths; without [`begin_body`](Self::begin_body), all that was written
+    /// counts as metadata. If metadata and body exceed `max_frame_length`, removes the whole
     /// frame from `dst` and says so.
     pub fn finish(self, dst: &mut BytesMut, max_frame_length: usize) -> Result<(), FrameTooLarge> {
         let metadata_start = self.start + HEADER_LEN;

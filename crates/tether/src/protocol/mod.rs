@@ -14,10 +14,13 @@ mod frame;
 mod header;
 mod metadata;
 mod status;
+#[cfg(test)]
+mod tests;
 
 pub use bytestring::ByteString;
 pub use codec::{CodecError, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameCodecBuilder};
 pub use frame::{Frame, FrameBuilder, FrameTooLarge};
 pub use header::{Flags, FrameKind, HEADER_LEN, Header, MAGIC, VERSION};
 pub use metadata::{Metadata, MetadataError, MetadataTag};
+pub(crate) use metadata::{put_str, put_timeout};
 pub use status::Status;

@@ -1,0 +1,241 @@
+//! The one public error type.
+
+use std::{borrow::Cow, error::Error as StdError, fmt};
+
+use crate::protocol::Status;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Why a call or an operation failed.
+///
+/// Opaque and cheap to move (one pointer); ask it what happened with [`Error::kind`] or the
+/// predicates such as [`Error::is_timeout`]. A status answered by the server is kept as
+/// [`Error::status`], with the server's message in the display text.
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<BoxError>,
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The call got no reply within its timeout.
+    Timeout,
+    /// The connection broke while the call was in flight; the call may or may not have run.
+    ConnectionLost,
+    /// No connection to a provider could be had; the call was not sent.
+    Unavailable,
+    /// The server does not serve that service, version and group.
+    ServiceNotFound,
+    /// The service has no such method.
+    MethodNotFound,
+    /// The server could not understand the request (arguments that do not decode, a format it
+    /// does not speak).
+    BadRequest,
+    /// The handler failed on the server (it panicked, or its reply could not be encoded).
+    ServerError,
+    /// The server was at its bound of calls in flight and refused this one.
+    Overloaded,
+    /// The server gave up on the call because its deadline passed.
+    DeadlineExceeded,
+    /// The server is shutting down and refused the call.
+    ShuttingDown,
+    /// The peer broke the wire protocol.
+    Protocol,
+    /// A value could not be encoded or decoded on this side.
+    Serialization,
+    /// The request itself is unusable here, e.g. larger than the maximum frame length.
+    InvalidRequest,
+    /// An I/O failure outside any call, such as binding a listener.
+    Io,
+}
+
+impl ErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timed out",
+            Self::ConnectionLost => "connection lost",
+            Self::Unavailable => "unavailable",
+            Self::ServiceNotFound => "service not found",
+            Self::MethodNotFound => "method not found",
+            Self::BadRequest => "bad request",
+            Self::ServerError => "server error",
+            Self::Overloaded => "overloaded",
+            Self::DeadlineExceeded => "deadline exceeded",
+            Self::ShuttingDown => "shutting down",
+            Self::Protocol => "protocol error",
+            Self::Serialization => "serialization error",
+            Self::InvalidRequest => "invalid request",
+            Self::Io => "i/o error",
+        }
+    }
+
+    /// The kind a server status reports, or `None` for `Ok`.
+    fn from_status(status: Status) -> Option<Self> {
+        Some(match status {
+            Status::Ok => return None,
+            Status::ServiceNotFound => Self::ServiceNotFound,
+            Status::MethodNotFound => Self::MethodNotFound,
+            Status::BadRequest => Self::BadRequest,
+            Status::ServerError => Self::ServerError,
+            Status::Overloaded => Self::Overloaded,
+            Status::DeadlineExceeded => Self::DeadlineExceeded,
+            Status::ShuttingDown => Self::ShuttingDown,
+            Status::ProtocolError => Self::Protocol,
+        })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                message: message.into(),
+                source: None,
+            }),
+        }
+    }
+
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// The error for a non-Ok status a server answered, with its message.
+    pub(crate) fn from_status(status: Status, message: impl Into<Cow<'static, str>>) -> Self {
+        let kind = ErrorKind::from_status(status).unwrap_or(ErrorKind::Protocol);
+        Self::new(kind, message)
+    }
+
+    pub(crate) fn timeout(after: std::time::Duration) -> Self {
+        Self::new(ErrorKind::Timeout, format!("no reply within {after:?}"))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The status the server answered, if this error is one.
+    pub fn status(&self) -> Option<Status> {
+        Some(match self.inner.kind {
+            ErrorKind::ServiceNotFound => Status::ServiceNotFound,
+            ErrorKind::MethodNotFound => Status::MethodNotFound,
+            ErrorKind::BadRequest => Status::BadRequest,
+            ErrorKind::ServerError => Status::ServerError,
+            ErrorKind::Overloaded => Status::Overloaded,
+            ErrorKind::DeadlineExceeded => Status::DeadlineExceeded,
+            ErrorKind::ShuttingDown => Status::ShuttingDown,
+            _ => return None,
+        })
+    }
+
+    /// The call got no reply within its timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// The connection broke while the call was in flight.
+    pub fn is_connection_lost(&self) -> bool {
+        self.inner.kind == ErrorKind::ConnectionLost
+    }
+
+    /// No connection could be had; the call was not sent.
+    pub fn is_unavailable(&self) -> bool {
+        self.inner.kind == ErrorKind::Unavailable
+    }
+
+    /// The server refused the call because it was at its bound of calls in flight.
+    pub fn is_overloaded(&self) -> bool {
+        self.inner.kind == ErrorKind::Overloaded
+    }
+
+    /// The server gave up on the call because its deadline passed.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.inner.kind == ErrorKind::DeadlineExceeded
+    }
+
+    /// Whether the request certainly never ran on a server, so sending it again elsewhere is
+    /// safe even for a method that is not idempotent.
+    pub fn is_never_sent(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            ErrorKind::Unavailable
+                | ErrorKind::Overloaded
+                | ErrorKind::ShuttingDown
+                | ErrorKind::InvalidRequest
+        )
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("tether::Error");
+        debug.field("kind", &self.inner.kind);
+        if !self.inner.message.is_empty() {
+            debug.field("message", &self.inner.message);
+        }
+        if let Some(source) = &self.inner.source {
+            debug.field("source", source);
+        }
+        debug.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.inner.kind.as_str())?;
+        if !self.inner.message.is_empty() {
+            write!(f, ": {}", self.inner.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+impl From<crate::SerializationError> for Error {
+    fn from(error: crate::SerializationError) -> Self {
+        Error::new(ErrorKind::Serialization, error.to_string()).with_source(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_one_pointer() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn status_round_trips_through_kind() {
+        for code in 1..=7 {
+            let status = Status::from_u8(code).unwrap();
+            let error = Error::from_status(status, "boom");
+            assert_eq!(error.status(), Some(status));
+            assert!(error.to_string().ends_with(": boom"), "{error}");
+        }
+    }
+}

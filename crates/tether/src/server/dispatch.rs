@@ -1,0 +1,160 @@
+//! The contract between generated service code and the server: [`ServiceDispatch`], the
+//! [`Call`] it receives, and how one call runs on its task.
+
+use std::{any::Any, future::Future, panic::AssertUnwindSafe, sync::Arc};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    Serialization,
+    protocol::Status,
+    service::{MethodDescriptor, ServiceDescriptor},
+    transport::{IncomingRequest, Responder},
+};
+
+/// A service the server can run: what `#[tether::service]` generates as `FooServer<S>`.
+pub trait ServiceDispatch: Send + Sync + 'static {
+    /// The service's name, version, group and methods.
+    fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    /// Runs one call: decodes its arguments, calls the method, replies.
+    fn dispatch<'a>(
+        &'a self,
+        call: Call<'a>,
+    ) -> impl Future<Output = Result<(), DispatchError>> + Send + 'a;
+}
+
+/// One call as a dispatcher sees it.
+#[derive(Debug)]
+pub struct Call<'a> {
+    method: &'a str,
+    serialization: Serialization,
+    body: Bytes,
+    responder: &'a mut Responder,
+}
+
+impl<'a> Call<'a> {
+    /// The method called.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The arguments, decoded from the request's format.
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, DispatchError> {
+        self.serialization.deserialize(&self.body).map_err(|error| {
+            DispatchError::new(
+                Status::BadRequest,
+                format!("arguments of `{}` do not decode: {error}", self.method),
+            )
+        })
+    }
+
+    /// Sends `value` as the reply, in the request's format.
+    pub fn reply<T: Serialize + ?Sized>(self, value: &T) -> Result<(), DispatchError> {
+        self.responder
+            .reply(value)
+            .map_err(|error| DispatchError::new(Status::ServerError, error.to_string()))
+    }
+}
+
+/// A call that cannot run or complete, with the status its caller gets.
+#[derive(Debug)]
+pub struct DispatchError {
+    status: Status,
+    message: String,
+}
+
+impl DispatchError {
+    fn new(status: Status, message: String) -> Self {
+        Self { status, message }
+    }
+
+    /// The service has no method of that name.
+    pub fn method_not_found(method: &str) -> Self {
+        Self::new(Status::MethodNotFound, format!("no method `{method}`"))
+    }
+}
+
+/// A service with its type erased, so one server can hold many.
+pub(crate) trait ErasedService: Send + Sync + 'static {
+    fn descriptor(&self) -> &'static ServiceDescriptor;
+
+    /// Runs `request` on a task of its own.
+    fn spawn(&self, method: &'static MethodDescriptor, request: IncomingRequest);
+}
+
+pub(crate) struct Erased<D>(pub(crate) Arc<D>);
+
+impl<D: ServiceDispatch> ErasedService for Erased<D> {
+    fn descriptor(&self) -> &'static ServiceDescriptor {
+        self.0.descriptor()
+    }
+
+    fn spawn(&self, method: &'static MethodDescriptor, request: IncomingRequest) {
+        // Spawned here, where the dispatcher's type is known, so the task holds its future
+        // directly: one allocation per call, no boxed future on top.
+        tokio::spawn(run(self.0.clone(), method, request));
+    }
+}
+
+async fn run<D: ServiceDispatch>(
+    service: Arc<D>,
+    method: &'static MethodDescriptor,
+    request: IncomingRequest,
+) {
+    let IncomingRequest {
+        serialization,
+        body,
+        deadline,
+        mut responder,
+        ..
+    } = request;
+    if deadline.is_some_and(|deadline| deadline <= tokio::time::Instant::now()) {
+        responder.fail(
+            Status::DeadlineExceeded,
+            "deadline passed before the call started",
+        );
+        return;
+    }
+    let call = Call {
+        method: method.name(),
+        serialization,
+        body,
+        responder: &mut responder,
+    };
+    let work = AssertUnwindSafe(service.dispatch(call)).catch_unwind();
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await,
+        None => Ok(work.await),
+    };
+    match outcome {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => responder.fail(error.status, &error.message),
+        Ok(Err(panic)) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(
+                service = service.descriptor().name(),
+                method = method.name(),
+                message,
+                "handler panicked"
+            );
+            responder.fail(Status::ServerError, &format!("handler panicked: {message}"));
+        }
+        Err(_elapsed) => responder.fail(
+            Status::DeadlineExceeded,
+            "deadline passed while the call ran",
+        ),
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "a non-string payload"
+    }
+}

@@ -1,0 +1,423 @@
+//! The client side of one TCP connection: many calls in flight at once, matched to their
+//! replies by request id.
+//!
+//! A call registers a one-shot slot under a fresh id, encodes its request straight into the
+//! connection's [`WriteQueue`] and waits on the slot. One reader task decodes replies and fills
+//! the slots; one writer task drains the queue. A call that times out or is dropped removes its
+//! slot on the way out, so nothing is left behind; when the connection breaks, every slot is
+//! failed at once with the reason.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio::{
+    net::{TcpStream, tcp::OwnedReadHalf},
+    sync::oneshot,
+    time::{Instant, timeout, timeout_at},
+};
+use tokio_util::{codec::FramedRead, sync::CancellationToken};
+
+use super::write_queue::WriteQueue;
+use crate::{
+    Serialization,
+    config::ClientConfig,
+    error::{Error, ErrorKind},
+    protocol::{self, Flags, Frame, FrameBuilder, FrameCodec, FrameKind, Header, MetadataTag},
+};
+
+/// One request, borrowed from the caller for as long as it takes to encode.
+pub(crate) struct Request<'a, A: ?Sized> {
+    /// Pre-encoded metadata entries naming the service (see [`encode_service_key`]).
+    pub(crate) service: &'a Bytes,
+    pub(crate) method: &'a str,
+    pub(crate) serialization: Serialization,
+    pub(crate) oneway: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) args: &'a A,
+}
+
+/// The metadata entries for a service key, encoded once per client rather than per call.
+pub(crate) fn encode_service_key(name: &str, version: &str, group: &str) -> Result<Bytes, Error> {
+    let mut buf = BytesMut::new();
+    let invalid = |e: protocol::MetadataError| Error::new(ErrorKind::InvalidRequest, e.to_string());
+    protocol::put_str(&mut buf, MetadataTag::Service, name).map_err(invalid)?;
+    for (tag, value) in [(MetadataTag::Version, version), (MetadataTag::Group, group)] {
+        if !value.is_empty() {
+            protocol::put_str(&mut buf, tag, value).map_err(invalid)?;
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// A handle to one multiplexed connection. Clones share it; when the last clone is dropped the
+/// connection flushes what is queued and closes.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    _owner: Arc<CloseOnDrop>,
+}
+
+struct Shared {
+    peer: SocketAddr,
+    next_id: AtomicU64,
+    pending: Mutex<Pending>,
+    writes: WriteQueue,
+    max_frame_length: usize,
+}
+
+type Reply = Result<Frame, Error>;
+
+struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Reply>, BuildHasherDefault<RequestIdHasher>>,
+    state: State,
+}
+
+/// Whether the connection takes new calls.
+enum State {
+    Open,
+    /// The server sent GoAway: calls it accepted still get replies, nothing new is sent.
+    Draining(String),
+    /// Gone; the reason.
+    Closed(String),
+}
+
+/// Closes the connection when the last user handle goes, even though its tasks still hold
+/// [`Shared`].
+struct CloseOnDrop(CancellationToken);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.shared.peer)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Opens a connection and starts its reader and writer tasks.
+    pub(crate) async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Self, Error> {
+        let stream = timeout(config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("connecting to {addr} timed out"),
+                )
+            })?
+            .map_err(|e| {
+                Error::new(ErrorKind::Unavailable, format!("cannot connect to {addr}"))
+                    .with_source(e)
+            })?;
+        stream
+            .set_nodelay(config.tcp_nodelay)
+            .map_err(|e| Error::new(ErrorKind::Io, "cannot set TCP_NODELAY").with_source(e))?;
+        let (read, mut write) = stream.into_split();
+        let shared = Arc::new(Shared {
+            peer: addr,
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(Pending {
+                calls: HashMap::default(),
+                state: State::Open,
+            }),
+            writes: WriteQueue::new(config.write_buffer_limit),
+            max_frame_length: config.max_frame_length,
+        });
+        let shutdown = CancellationToken::new();
+        let codec = FrameCodec::builder()
+            .max_frame_length(config.max_frame_length)
+            .build();
+        tokio::spawn({
+            let shared = shared.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let reason = shared
+                    .read_replies(FramedRead::new(read, codec), &shutdown)
+                    .await;
+                shared.close(reason);
+            }
+        });
+        tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                if let Err(error) = shared.writes.write_to(&mut write).await {
+                    shared.close(format!("write failed: {error}"));
+                }
+            }
+        });
+        Ok(Self {
+            shared,
+            _owner: Arc::new(CloseOnDrop(shutdown)),
+        })
+    }
+
+    /// The address this connection goes to.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// Calls waiting for their reply on this connection.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.lock_pending().calls.len()
+    }
+
+    /// Whether the connection takes no new calls (closed, or draining after a GoAway).
+    pub(crate) fn is_closed(&self) -> bool {
+        !matches!(self.shared.lock_pending().state, State::Open)
+    }
+
+    /// Sends a request and waits for its reply frame; a oneway request returns `None` once it
+    /// is queued for the socket.
+    pub(crate) async fn call<A: Serialize + ?Sized>(
+        &self,
+        request: &Request<'_, A>,
+    ) -> Result<Option<Frame>, Error> {
+        let shared = &*self.shared;
+        let deadline = super::deadline_after(request.timeout);
+        timeout_at(deadline, shared.writes.room())
+            .await
+            .map_err(|_| Error::timeout(request.timeout))?;
+
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut slot = shared.register(id, !request.oneway)?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        shared
+            .writes
+            .push(|buf| encode_request(buf, id, request, remaining, shared.max_frame_length))
+            .map_err(|_| shared.unavailable())??;
+
+        let Some(slot) = slot.as_mut() else {
+            return Ok(None);
+        };
+        match timeout_at(deadline, &mut slot.reply).await {
+            Ok(Ok(reply)) => {
+                slot.answered = true;
+                reply.map(Some)
+            }
+            // The sender is only dropped unanswered if the map itself is dropped.
+            Ok(Err(_)) => Err(shared.lost()),
+            Err(_) => Err(Error::timeout(request.timeout)),
+        }
+    }
+}
+
+impl Shared {
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Checks that the connection takes calls and, if `answered`, registers a reply slot for
+    /// `id`.
+    fn register(&self, id: u64, answered: bool) -> Result<Option<Slot<'_>>, Error> {
+        let mut pending = self.lock_pending();
+        if !matches!(pending.state, State::Open) {
+            drop(pending);
+            return Err(self.unavailable());
+        }
+        if !answered {
+            return Ok(None);
+        }
+        let (sender, reply) = oneshot::channel();
+        pending.calls.insert(id, sender);
+        Ok(Some(Slot {
+            shared: self,
+            id,
+            reply,
+            answered: false,
+        }))
+    }
+
+    /// The error for a call that could not be sent: it never reached the server.
+    fn unavailable(&self) -> Error {
+        let reason = match &self.lock_pending().state {
+            State::Open => "closed".to_owned(),
+            State::Draining(reason) | State::Closed(reason) => reason.clone(),
+        };
+        Error::new(
+            ErrorKind::Unavailable,
+            format!("connection to {}: {reason}", self.peer),
+        )
+    }
+
+    /// The error for a call in flight when the connection broke.
+    fn lost(&self) -> Error {
+        let reason = match &self.lock_pending().state {
+            State::Closed(reason) => reason.clone(),
+            _ => "closed".to_owned(),
+        };
+        Error::new(
+            ErrorKind::ConnectionLost,
+            format!("connection to {}: {reason}", self.peer),
+        )
+    }
+
+    /// After a GoAway: takes no new calls, and fails at once the calls the server will not
+    /// answer (ids above `last_id`), which never ran and are safe to send elsewhere.
+    fn drain(&self, last_id: u64, reason: String) {
+        let mut pending = self.lock_pending();
+        if !matches!(pending.state, State::Open) {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, %reason, last_id, "server going away");
+        let refused: Vec<_> = pending.calls.extract_if(|&id, _| id > last_id).collect();
+        let message = format!(
+            "connection to {}: {reason}; the call was not run",
+            self.peer
+        );
+        pending.state = State::Draining(reason);
+        drop(pending);
+        for (_, sender) in refused {
+            let _ = sender.send(Err(Error::new(ErrorKind::Unavailable, message.clone())));
+        }
+    }
+
+    /// Fails every call in flight with `reason` and stops the writer after what is queued.
+    fn close(&self, reason: String) {
+        let mut pending = self.lock_pending();
+        if matches!(pending.state, State::Closed(_)) {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, %reason, "connection closed");
+        let calls = std::mem::take(&mut pending.calls);
+        let message = format!("connection to {}: {reason}", self.peer);
+        pending.state = State::Closed(reason);
+        drop(pending);
+        for (_, sender) in calls {
+            let _ = sender.send(Err(Error::new(ErrorKind::ConnectionLost, message.clone())));
+        }
+        self.writes.close();
+    }
+
+    /// Reads frames until the peer closes, the stream breaks or the owner goes away; returns why.
+    async fn read_replies(
+        &self,
+        mut frames: FramedRead<OwnedReadHalf, FrameCodec>,
+        shutdown: &CancellationToken,
+    ) -> String {
+        let mut shutdown = std::pin::pin!(shutdown.cancelled());
+        loop {
+            let frame = tokio::select! {
+                biased;
+                frame = frames.next() => frame,
+                () = &mut shutdown => return "client dropped".to_owned(),
+            };
+            let frame = match frame {
+                Some(Ok(frame)) => frame,
+                Some(Err(error)) => return format!("bad frame from server: {error}"),
+                None => return "server closed the connection".to_owned(),
+            };
+            match frame.header.kind {
+                FrameKind::Response => {
+                    let sender = self.lock_pending().calls.remove(&frame.header.request_id);
+                    // No sender: the call timed out or was dropped; its reply has nowhere to go.
+                    if let Some(sender) = sender {
+                        let _ = sender.send(Ok(frame));
+                    }
+                }
+                FrameKind::Ping => {
+                    let _ = self
+                        .writes
+                        .push_header(&Header::new(FrameKind::Pong, frame.header.request_id));
+                }
+                FrameKind::Pong => {}
+                FrameKind::GoAway => {
+                    let reason = String::from_utf8_lossy(&frame.body);
+                    self.drain(
+                        frame.header.request_id,
+                        format!("server sent GoAway: {reason}"),
+                    );
+                }
+                FrameKind::Request => return "server sent a request".to_owned(),
+            }
+        }
+    }
+}
+
+/// A registered call's reply slot; removes itself from the pending map unless it was answered.
+struct Slot<'a> {
+    shared: &'a Shared,
+    id: u64,
+    reply: oneshot::Receiver<Reply>,
+    answered: bool,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.shared.lock_pending().calls.remove(&self.id);
+        }
+    }
+}
+
+fn encode_request<A: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    id: u64,
+    request: &Request<'_, A>,
+    remaining: Duration,
+    max_frame_length: usize,
+) -> Result<(), Error> {
+    let mut header = Header::new(FrameKind::Request, id);
+    header.serialization = request.serialization;
+    if request.oneway {
+        header.flags = Flags::ONEWAY;
+    }
+    let mut frame = FrameBuilder::begin(buf, &header);
+    buf.extend_from_slice(request.service);
+    if let Err(error) = protocol::put_str(buf, MetadataTag::Method, request.method) {
+        frame.abort(buf);
+        return Err(Error::new(ErrorKind::InvalidRequest, error.to_string()));
+    }
+    // Nobody waits for a oneway call, so it carries no deadline for the server to enforce.
+    if !request.oneway {
+        protocol::put_timeout(buf, remaining);
+    }
+    frame.begin_body(buf);
+    if let Err(error) = request.serialization.serialize(request.args, buf) {
+        frame.abort(buf);
+        return Err(error.into());
+    }
+    frame
+        .finish(buf, max_frame_length)
+        .map_err(|e| Error::new(ErrorKind::InvalidRequest, e.to_string()))
+}
+
+/// Request ids are sequential numbers this side picks, never chosen by a peer, so the map needs
+/// no flood-resistant hash; a Fibonacci multiply spreads them over the table's high bits, which
+/// the standard map's SIMD probing keys on.
+#[derive(Default)]
+struct RequestIdHasher(u64);
+
+impl Hasher for RequestIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
