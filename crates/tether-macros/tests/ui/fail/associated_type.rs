@@ -1,0 +1,8 @@
+#[tether::service]
+pub trait Repository {
+    type Item;
+
+    async fn count(&self) -> u64;
+}
+
+fn main() {}

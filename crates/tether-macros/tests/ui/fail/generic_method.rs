@@ -1,0 +1,6 @@
+#[tether::service]
+pub trait Store {
+    async fn put<T: serde::Serialize>(&self, value: T);
+}
+
+fn main() {}

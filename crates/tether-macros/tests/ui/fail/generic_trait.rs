@@ -1,0 +1,6 @@
+#[tether::service]
+pub trait Cache<K> {
+    async fn len(&self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[tether::service]
+pub trait Counter {
+    async fn increment(&mut self) -> u64;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[tether::service]
+pub struct Calculator;
+
+fn main() {}

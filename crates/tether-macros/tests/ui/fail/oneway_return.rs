@@ -1,0 +1,7 @@
+#[tether::service]
+pub trait Logger {
+    #[oneway]
+    async fn log(&self, line: String) -> bool;
+}
+
+fn main() {}
