@@ -8,6 +8,10 @@ use super::{Frame, FrameTooLarge, Header, frame::put_frame, header::HEADER_LEN};
 /// The default bound on a frame's metadata and body together: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 16 * 1024 * 1024;
 
+/// The bound on a frame's metadata section: 64 KiB. Metadata routes a call; it is no place for
+/// payload, and a bound this size keeps one request from decoding into millions of entries.
+pub const MAX_METADATA_LENGTH: usize = 64 * 1024;
+
 /// Why bytes could not be read or written as frames. Every variant but `Io` means the peer broke
 /// the protocol: the stream is no longer in step and the connection must close.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,14 @@ pub enum CodecError {
     UnknownStatus {
         /// The code found.
         found: u8,
+    },
+    /// The frame announces a metadata section longer than [`MAX_METADATA_LENGTH`].
+    #[error("metadata of {len} bytes exceeds the maximum of {max}")]
+    MetadataTooLarge {
+        /// The announced metadata length.
+        len: usize,
+        /// The maximum.
+        max: usize,
     },
     /// The frame announces more bytes than the connection allows. Nothing was allocated for it.
     #[error(transparent)]
@@ -109,9 +121,10 @@ pub struct FrameCodecBuilder {
 
 impl FrameCodecBuilder {
     /// The bound on a frame's metadata and body together, in bytes, applied to both decoding and
-    /// encoding. Default: [`DEFAULT_MAX_FRAME_LENGTH`] (16 MiB).
+    /// encoding. Default: [`DEFAULT_MAX_FRAME_LENGTH`] (16 MiB). Values above `u32::MAX`, which
+    /// the header's lengths cannot express, are taken as `u32::MAX`.
     pub fn max_frame_length(mut self, max: usize) -> Self {
-        self.max_frame_length = max;
+        self.max_frame_length = max.min(u32::MAX as usize);
         self
     }
 
@@ -144,9 +157,16 @@ impl Decoder for FrameCodec {
                     }
                     .into());
                 }
+                if header.metadata_len as usize > MAX_METADATA_LENGTH {
+                    let len = header.metadata_len as usize;
+                    return Err(CodecError::MetadataTooLarge {
+                        len,
+                        max: MAX_METADATA_LENGTH,
+                    });
+                }
                 src.advance(HEADER_LEN);
-                // Bounded by the check above: at most `max_frame_length` more bytes.
-                src.reserve(len as usize);
+                // Bounded by the check above: room for the rest of this frame, no more.
+                src.reserve((len as usize).saturating_sub(src.len()));
                 self.pending = Some(header);
                 header
             }
@@ -179,6 +199,13 @@ impl Encoder<&Frame> for FrameCodec {
     type Error = CodecError;
 
     fn encode(&mut self, frame: &Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        if frame.metadata.len() > MAX_METADATA_LENGTH {
+            let len = frame.metadata.len();
+            return Err(CodecError::MetadataTooLarge {
+                len,
+                max: MAX_METADATA_LENGTH,
+            });
+        }
         let len = (frame.metadata.len() + frame.body.len()) as u64;
         if len > self.max_frame_length as u64 {
             return Err(FrameTooLarge {
@@ -292,6 +319,52 @@ mod tests {
             capacity,
             "no buffer growth for a rejected frame"
         );
+    }
+
+    #[test]
+    fn metadata_has_its_own_bound() {
+        let mut buf = raw_header(|h| {
+            h[16..20].copy_from_slice(&(MAX_METADATA_LENGTH as u32 + 1).to_be_bytes())
+        });
+        let capacity = buf.capacity();
+        assert!(matches!(
+            FrameCodec::new().decode(&mut buf),
+            Err(CodecError::MetadataTooLarge { .. })
+        ));
+        assert_eq!(buf.capacity(), capacity);
+        let big = Frame {
+            metadata: Bytes::from(vec![0; MAX_METADATA_LENGTH + 1]),
+            ..request(1, b"")
+        };
+        let mut out = BytesMut::new();
+        assert!(matches!(
+            FrameCodec::new().encode(big, &mut out),
+            Err(CodecError::MetadataTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn reserves_only_what_the_frame_still_needs() {
+        let mut codec = FrameCodec::new();
+        let mut whole = BytesMut::new();
+        codec.encode(request(3, &[7; 1000]), &mut whole).unwrap();
+        // The header and most of the payload arrive together.
+        let mut buf = BytesMut::with_capacity(whole.len() - 10);
+        buf.extend_from_slice(&whole[..whole.len() - 10]);
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(
+            buf.capacity() < 2 * whole.len(),
+            "capacity {}",
+            buf.capacity()
+        );
+        buf.extend_from_slice(&whole[whole.len() - 10..]);
+        assert!(codec.decode(&mut buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_limit_beyond_u32_is_clamped() {
+        let codec = FrameCodec::builder().max_frame_length(usize::MAX).build();
+        assert_eq!(codec.max_frame_length(), u32::MAX as usize);
     }
 
     #[test]

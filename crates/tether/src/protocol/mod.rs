@@ -18,7 +18,9 @@ mod status;
 mod tests;
 
 pub use bytestring::ByteString;
-pub use codec::{CodecError, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameCodecBuilder};
+pub use codec::{
+    CodecError, DEFAULT_MAX_FRAME_LENGTH, FrameCodec, FrameCodecBuilder, MAX_METADATA_LENGTH,
+};
 pub use frame::{Frame, FrameBuilder, FrameTooLarge};
 pub use header::{Flags, FrameKind, HEADER_LEN, Header, MAGIC, VERSION};
 pub use metadata::{Metadata, MetadataError, MetadataTag};

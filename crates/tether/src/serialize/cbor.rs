@@ -19,6 +19,10 @@ impl Serializer for Cbor {
     }
 
     fn deserialize<T: DeserializeOwned>(src: &[u8]) -> Result<T, SerializationError> {
-        ciborium::from_reader(src).map_err(|e| SerializationError::new(Self::SERIALIZATION, e))
+        let mut rest = src;
+        let value = ciborium::from_reader(&mut rest)
+            .map_err(|e| SerializationError::new(Self::SERIALIZATION, e))?;
+        super::no_trailing_bytes(Self::SERIALIZATION, rest.len())?;
+        Ok(value)
     }
 }

@@ -191,6 +191,22 @@ impl fmt::Display for Serialization {
     }
 }
 
+/// Every format decodes one value from the whole body: bytes left over mean the body is not what
+/// the receiver expects, even where the format itself would stop early without complaint.
+fn no_trailing_bytes(
+    serialization: Serialization,
+    trailing: usize,
+) -> Result<(), SerializationError> {
+    if trailing == 0 {
+        Ok(())
+    } else {
+        Err(SerializationError::new(
+            serialization,
+            format_args!("{trailing} trailing bytes"),
+        ))
+    }
+}
+
 /// A value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 #[error("{serialization}: {message}")]
@@ -249,6 +265,17 @@ mod tests {
             serialization.serialize(&sample(), &mut buf).unwrap();
             let back: Sample = serialization.deserialize(&buf[6..]).unwrap();
             assert_eq!(back, sample(), "{serialization}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error_in_every_format() {
+        for serialization in Serialization::enabled() {
+            let mut buf = BytesMut::new();
+            serialization.serialize(&sample(), &mut buf).unwrap();
+            buf.extend_from_slice(b"   x");
+            let result = serialization.deserialize::<Sample>(&buf);
+            assert!(result.is_err(), "{serialization} accepted trailing bytes");
         }
     }
 

@@ -20,6 +20,13 @@ impl Serializer for MessagePack {
     }
 
     fn deserialize<T: DeserializeOwned>(src: &[u8]) -> Result<T, SerializationError> {
-        rmp_serde::from_slice(src).map_err(|e| SerializationError::new(Self::SERIALIZATION, e))
+        let mut deserializer = rmp_serde::Deserializer::new(std::io::Cursor::new(src));
+        let value = T::deserialize(&mut deserializer)
+            .map_err(|e| SerializationError::new(Self::SERIALIZATION, e))?;
+        super::no_trailing_bytes(
+            Self::SERIALIZATION,
+            src.len() - deserializer.position() as usize,
+        )?;
+        Ok(value)
     }
 }

@@ -20,6 +20,9 @@ impl Serializer for Postcard {
     }
 
     fn deserialize<T: DeserializeOwned>(src: &[u8]) -> Result<T, SerializationError> {
-        postcard::from_bytes(src).map_err(|e| SerializationError::new(Self::SERIALIZATION, e))
+        let (value, rest) = postcard::take_from_bytes(src)
+            .map_err(|e| SerializationError::new(Self::SERIALIZATION, e))?;
+        super::no_trailing_bytes(Self::SERIALIZATION, rest.len())?;
+        Ok(value)
     }
 }

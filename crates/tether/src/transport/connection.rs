@@ -195,12 +195,18 @@ impl Connection {
             .await
             .map_err(|_| Error::timeout(request.timeout))?;
 
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut slot = shared.register(id, !request.oneway)?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        shared
+        // The id is taken and the slot registered under the write queue's lock, so ids go out
+        // in increasing order (a GoAway's "highest id read" relies on it), and the slot exists
+        // before the writer can send the request.
+        let mut slot = shared
             .writes
-            .push(|buf| encode_request(buf, id, request, remaining, shared.max_frame_length))
+            .push(|buf| {
+                let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+                let slot = shared.register(id, !request.oneway)?;
+                encode_request(buf, id, request, remaining, shared.max_frame_length)?;
+                Ok::<_, Error>(slot)
+            })
             .map_err(|_| shared.unavailable())??;
 
         let Some(slot) = slot.as_mut() else {
