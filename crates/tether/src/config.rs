@@ -68,6 +68,34 @@ pub struct ServerConfig {
     pub shutdown_grace_period: Duration,
     /// Whether to set `TCP_NODELAY` on accepted connections. Default: true.
     pub tcp_nodelay: bool,
+    /// Connections the server keeps open at once; one more is handled as `eviction` says.
+    /// Default: `None`, no bound.
+    pub max_connections: Option<usize>,
+    /// Which connection gives way when one arrives past `max_connections`. Default:
+    /// [`Eviction::Refuse`].
+    pub eviction: Eviction,
+}
+
+/// Which connection gives way when one more arrives than `max_connections` allows. The one that
+/// goes gets a GoAway with status `Overloaded` and the reason; an evicted connection finishes
+/// its calls in flight within the shutdown grace period before it closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Eviction {
+    /// The new connection is turned away.
+    #[default]
+    Refuse,
+    /// The connection open longest goes (first in, first out).
+    Oldest,
+    /// The most recently accepted connection goes.
+    Newest,
+    /// The connection whose last request is oldest goes (one that never sent any counts from
+    /// when it was accepted).
+    LeastRecentlyUsed,
+    /// The connection that has sent the fewest requests goes.
+    LeastUsed,
+    /// A connection chosen at random goes.
+    Random,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +107,8 @@ impl Default for ServerConfig {
             write_buffer_limit: 4 * 1024 * 1024,
             shutdown_grace_period: Duration::from_secs(10),
             tcp_nodelay: true,
+            max_connections: None,
+            eviction: Eviction::Refuse,
         }
     }
 }

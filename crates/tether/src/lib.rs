@@ -61,7 +61,7 @@ mod service;
 mod transport;
 
 pub use client::{CallOptions, Client, ClientBuilder, GenericClient};
-pub use config::{ClientConfig, ServerConfig};
+pub use config::{ClientConfig, Eviction, ServerConfig};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "bincode")]
 pub use serialize::Bincode;

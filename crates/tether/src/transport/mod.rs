@@ -1,6 +1,7 @@
 //! Connections: the multiplexed client connection, the server's accept loop and per-connection
 //! tasks, and the batching writer both sides share.
 
+mod admission;
 mod connection;
 mod server;
 mod write_queue;

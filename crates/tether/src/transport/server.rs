@@ -25,7 +25,10 @@ use tokio::{
 };
 use tokio_util::{codec::FramedRead, sync::CancellationToken, task::TaskTracker};
 
-use super::write_queue::WriteQueue;
+use super::{
+    admission::{Admission, Admitted},
+    write_queue::WriteQueue,
+};
 use crate::{
     Serialization,
     config::ServerConfig,
@@ -56,17 +59,21 @@ pub(crate) struct ServerShared {
     pub(crate) handler: Arc<dyn RequestHandler>,
     pub(crate) shutdown: CancellationToken,
     in_flight: AtomicUsize,
-    connections: AtomicUsize,
+    admission: Admission,
 }
 
 impl ServerShared {
     pub(crate) fn new(config: ServerConfig, handler: Arc<dyn RequestHandler>) -> Self {
         Self {
-            config,
             handler,
             shutdown: CancellationToken::new(),
             in_flight: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
+            admission: Admission::new(
+                config.max_connections,
+                config.eviction,
+                fastrand::Rng::new(),
+            ),
+            config,
         }
     }
 
@@ -77,7 +84,7 @@ impl ServerShared {
 
     /// Connections open.
     pub(crate) fn connections(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.admission.open()
     }
 }
 
@@ -95,9 +102,15 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                tasks.spawn(serve_connection(stream, peer, server.clone()));
-            }
+            Ok((stream, peer)) => match server.admission.admit() {
+                Some(admitted) => {
+                    tasks.spawn(serve_connection(stream, peer, server.clone(), admitted));
+                }
+                None => {
+                    tracing::info!(%peer, "refusing a connection: too many open");
+                    tasks.spawn(refuse(stream, server.config.max_frame_length));
+                }
+            },
             Err(error) => {
                 // Out of file descriptors or a connection reset before accept: keep serving the
                 // connections there are, and try again shortly rather than spin.
@@ -124,14 +137,34 @@ enum End {
     PeerGoingAway,
     Broken(String),
     Shutdown,
+    Evicted,
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<ServerShared>) {
+/// Tells a connection past the bound why it is turned away, then closes it.
+async fn refuse(mut stream: TcpStream, max_frame_length: usize) {
+    let mut header = Header::new(FrameKind::GoAway, 0);
+    header.status = Status::Overloaded;
+    let mut buf = bytes::BytesMut::new();
+    let mut frame = FrameBuilder::begin(&mut buf, &header);
+    frame.begin_body(&buf);
+    buf.put_slice(b"too many connections");
+    if frame.finish(&mut buf, max_frame_length).is_ok() {
+        // A peer that does not read cannot hold this task: the write is small and bounded.
+        let write = tokio::io::AsyncWriteExt::write_all(&mut stream, &buf);
+        let _ = timeout(std::time::Duration::from_secs(1), write).await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<ServerShared>,
+    admitted: Admitted,
+) {
     let config = &server.config;
     if let Err(error) = stream.set_nodelay(config.tcp_nodelay) {
         tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
     }
-    server.connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%peer, "connection accepted");
     let (read, mut write) = stream.into_split();
     let connection = Arc::new(Connection {
@@ -152,6 +185,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
     let mut frames = FramedRead::new(read, codec);
     let mut last_request_id = 0;
     let mut shutdown = pin!(server.shutdown.cancelled());
+    let mut evicted = pin!(admitted.evict.cancelled());
     let end = loop {
         // Replies queue without waiting (a handler must never block on a slow peer); the reader
         // waits instead, so a peer that does not read its replies stops being read, and TCP
@@ -159,6 +193,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         let frame = tokio::select! {
             biased;
             () = &mut shutdown => break End::Shutdown,
+            () = &mut evicted => break End::Evicted,
             frame = async {
                 connection.writes.room().await;
                 frames.next().await
@@ -172,6 +207,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         match frame.header.kind {
             FrameKind::Request => {
                 last_request_id = last_request_id.max(frame.header.request_id);
+                admitted.activity.record_request();
                 connection.on_request(frame, &server);
             }
             FrameKind::Ping => {
@@ -190,9 +226,17 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
             tracing::info!(%peer, %reason, "closing connection after a protocol error");
             connection.go_away(last_request_id, Status::ProtocolError, &reason);
         }
-        End::PeerGoingAway | End::Shutdown => {
-            if matches!(end, End::Shutdown) {
-                connection.go_away(last_request_id, Status::Ok, "server shutting down");
+        End::PeerGoingAway | End::Shutdown | End::Evicted => {
+            match end {
+                End::Shutdown => {
+                    connection.go_away(last_request_id, Status::Ok, "server shutting down");
+                }
+                End::Evicted => connection.go_away(
+                    last_request_id,
+                    Status::Overloaded,
+                    "evicted to make room for a new connection",
+                ),
+                _ => {}
             }
             let grace = config.shutdown_grace_period;
             if timeout(grace, connection.until_idle()).await.is_err() {
@@ -206,7 +250,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, server: Arc<Serve
         Err(error) => tracing::error!(%peer, %error, "writer task failed"),
         Ok(Ok(())) => {}
     }
-    server.connections.fetch_sub(1, Ordering::Relaxed);
+    server.admission.leave(admitted.id);
     tracing::debug!(%peer, "connection closed");
 }
 

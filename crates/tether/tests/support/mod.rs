@@ -2,8 +2,11 @@
 //! free port of 127.0.0.1, clients, bounded waits, and raw frames for the tests that speak the
 //! wire protocol by hand.
 //!
-//! Every test file declares `mod support;`; a helper that some file does not use carries
-//! `#[allow(dead_code)]`, since each test file is a crate of its own.
+//! Every test file declares `mod support;` and is a crate of its own that uses only part of
+//! this module, hence the one `dead_code` allowance below.
+
+#![allow(dead_code)]
+
 
 use std::{
     future::Future,
@@ -100,14 +103,12 @@ impl State {
     }
 
     /// A copy of what the service saw so far.
-    #[allow(dead_code)] // bad_input.rs, generic.rs
     pub(crate) fn seen(&self) -> Seen {
         self.lock().clone()
     }
 
     /// Waits until `done` holds for what the service saw, at most [`WAIT`]; panics naming `what`
     /// if it never does.
-    #[allow(dead_code)] // bad_input.rs
     pub(crate) async fn wait_until(&self, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
         bounded(what, async {
             loop {
@@ -221,7 +222,6 @@ pub(crate) async fn connect(server: &Server) -> Client {
 }
 
 /// A typed client of the test service with its own connection to `server`.
-#[allow(dead_code)] // generic.rs
 pub(crate) async fn echo_client(server: &Server) -> EchoClient {
     EchoClient::new(connect(server).await)
 }
@@ -235,7 +235,6 @@ pub(crate) async fn bounded<F: Future>(what: &str, future: F) -> F::Output {
 }
 
 /// Checks that `client` still gets answers: a round trip through `echo` and one through `add`.
-#[allow(dead_code)] // calls.rs, generic.rs
 pub(crate) async fn assert_serves(client: &EchoClient, what: &str) {
     let reply = bounded(what, client.echo(17, format!("still up: {what}"))).await;
     assert_eq!(
@@ -251,7 +250,6 @@ pub(crate) async fn assert_serves(client: &EchoClient, what: &str) {
 
 /// Waits until `condition` holds, checking every few milliseconds, at most `within`; for the
 /// conditions the library exposes only as counters (calls in flight, connections open).
-#[allow(dead_code)] // generic.rs
 pub(crate) async fn poll_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
     let polled = tokio::time::timeout(within, async {
         while !condition() {
@@ -268,7 +266,6 @@ pub(crate) async fn poll_until(what: &str, within: Duration, mut condition: impl
 
 /// The arguments of `add` as the generated code sends them: a struct with the parameter names.
 #[derive(Debug, Serialize, Deserialize)]
-#[allow(dead_code)] // generic.rs
 pub(crate) struct AddArgs {
     pub(crate) a: i64,
     pub(crate) b: i64,
@@ -276,13 +273,11 @@ pub(crate) struct AddArgs {
 
 /// The arguments of `notify`.
 #[derive(Debug, Serialize, Deserialize)]
-#[allow(dead_code)] // generic.rs
 pub(crate) struct NotifyArgs {
     pub(crate) value: u64,
 }
 
 /// Metadata naming `method` of the test service.
-#[allow(dead_code)] // generic.rs
 pub(crate) fn metadata_for(method: &str) -> Metadata {
     let mut metadata = Metadata::default();
     metadata.service = Some(SERVICE.into());
@@ -292,7 +287,6 @@ pub(crate) fn metadata_for(method: &str) -> Metadata {
 }
 
 /// One whole frame: `header` (its lengths are filled in), then `metadata` and `body` as given.
-#[allow(dead_code)] // generic.rs
 pub(crate) fn frame_bytes(header: &Header, metadata: &[u8], body: &[u8]) -> BytesMut {
     let mut buf = BytesMut::new();
     let mut frame = FrameBuilder::begin(&mut buf, header);
@@ -306,7 +300,6 @@ pub(crate) fn frame_bytes(header: &Header, metadata: &[u8], body: &[u8]) -> Byte
 }
 
 /// A request frame calling `method` of the test service with `args` in `serialization`.
-#[allow(dead_code)] // generic.rs
 pub(crate) fn request_bytes<A: Serialize>(
     id: u64,
     method: &str,
@@ -329,20 +322,17 @@ pub(crate) fn request_bytes<A: Serialize>(
 }
 
 /// A Ping frame.
-#[allow(dead_code)] // generic.rs
 pub(crate) fn ping_bytes(id: u64) -> BytesMut {
     frame_bytes(&Header::new(FrameKind::Ping, id), &[], &[])
 }
 
 /// A TCP connection to a server, spoken to frame by frame.
 #[derive(Debug)]
-#[allow(dead_code)] // generic.rs
 pub(crate) struct RawConnection {
     frames: FramedRead<OwnedReadHalf, FrameCodec>,
     write: OwnedWriteHalf,
 }
 
-#[allow(dead_code)] // generic.rs
 impl RawConnection {
     /// Connects to `addr`.
     pub(crate) async fn open(addr: SocketAddr) -> Self {
