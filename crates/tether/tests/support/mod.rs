@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod proxy;
 
 use std::{
     future::Future,
