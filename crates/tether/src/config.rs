@@ -31,6 +31,53 @@ pub struct ClientConfig {
     /// Whether to set `TCP_NODELAY`; the writer already batches frames, so Nagle's algorithm only
     /// adds latency. Default: true.
     pub tcp_nodelay: bool,
+    /// How long the connection may go without receiving a frame before the client sends a Ping.
+    /// Any frame counts, so a busy connection sends none. Default: 5 s.
+    pub heartbeat_interval: Duration,
+    /// How long the connection may go without receiving a frame before the client declares it
+    /// dead, fails its calls in flight at once and reconnects. `None`: three heartbeat
+    /// intervals. Detection happens within this plus one interval. Default: `None`.
+    pub idle_timeout: Option<Duration>,
+    /// The delays between reconnect attempts. After a connection is lost the first attempt is
+    /// immediate; each failed attempt waits the next delay.
+    pub reconnect: Backoff,
+    /// Whether a call made while no connection is ready waits for one (within its deadline)
+    /// instead of failing at once as unavailable. [`CallOptions`](crate::CallOptions) can
+    /// override it per client handle. Default: false.
+    pub wait_for_ready: bool,
+}
+
+impl ClientConfig {
+    /// The idle timeout in force: the one set, or three heartbeat intervals.
+    pub fn effective_idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(self.heartbeat_interval * 3)
+    }
+}
+
+/// An exponential backoff schedule with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Backoff {
+    /// The first delay. Default: 100 ms.
+    pub initial: Duration,
+    /// What each failure multiplies the delay by (values below 1 count as 1). Default: 2.
+    pub multiplier: f64,
+    /// The longest delay. Default: 10 s.
+    pub max: Duration,
+    /// The share of each delay taken off at random, from 0 (none) to 1 (anything down to zero),
+    /// so clients that lost the same server spread their attempts. Default: 0.2.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            multiplier: 2.0,
+            max: Duration::from_secs(10),
+            jitter: 0.2,
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -42,6 +89,10 @@ impl Default for ClientConfig {
             max_frame_length: DEFAULT_MAX_FRAME_LENGTH,
             write_buffer_limit: 4 * 1024 * 1024,
             tcp_nodelay: true,
+            heartbeat_interval: Duration::from_secs(5),
+            idle_timeout: None,
+            reconnect: Backoff::default(),
+            wait_for_ready: false,
         }
     }
 }
@@ -74,6 +125,19 @@ pub struct ServerConfig {
     /// Which connection gives way when one arrives past `max_connections`. Default:
     /// [`Eviction::Refuse`].
     pub eviction: Eviction,
+    /// How long a connection may go without receiving a frame before the server sends a Ping.
+    /// Default: 5 s.
+    pub heartbeat_interval: Duration,
+    /// How long a connection may go without receiving a frame before the server closes it and
+    /// frees what it holds. `None`: three heartbeat intervals. Default: `None`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl ServerConfig {
+    /// The idle timeout in force: the one set, or three heartbeat intervals.
+    pub fn effective_idle_timeout(&self) -> Duration {
+        self.idle_timeout.unwrap_or(self.heartbeat_interval * 3)
+    }
 }
 
 /// Which connection gives way when one more arrives than `max_connections` allows. The one that
@@ -109,6 +173,8 @@ impl Default for ServerConfig {
             tcp_nodelay: true,
             max_connections: None,
             eviction: Eviction::Refuse,
+            heartbeat_interval: Duration::from_secs(5),
+            idle_timeout: None,
         }
     }
 }

@@ -61,7 +61,7 @@ mod service;
 mod transport;
 
 pub use client::{CallOptions, Client, ClientBuilder, GenericClient};
-pub use config::{ClientConfig, Eviction, ServerConfig};
+pub use config::{Backoff, ClientConfig, Eviction, ServerConfig};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "bincode")]
 pub use serialize::Bincode;
@@ -76,6 +76,7 @@ pub use server::{Server, ServerBuilder};
 pub use service::{MethodDescriptor, ServiceDescriptor, ServiceKey};
 /// Turns a trait into a service: see the crate documentation.
 pub use tether_macros::service;
+pub use transport::ConnectionState;
 
 /// What generated code reaches; not a stable API.
 #[doc(hidden)]

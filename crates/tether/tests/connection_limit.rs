@@ -4,9 +4,11 @@ mod support;
 
 use std::time::Duration;
 
-use tether::{Eviction, ServerConfig, protocol::Status};
+use tether::{
+    Client, ClientConfig, ConnectionState, Eviction, Server, ServerConfig, protocol::Status,
+};
 
-use support::{RawConnection, WAIT, assert_serves, echo_client, poll_until, start_server};
+use support::{EchoClient, RawConnection, WAIT, assert_serves, bounded, poll_until, start_server};
 
 fn limited(max: usize, eviction: Eviction) -> ServerConfig {
     let mut config = ServerConfig::default();
@@ -14,6 +16,18 @@ fn limited(max: usize, eviction: Eviction) -> ServerConfig {
     config.eviction = eviction;
     config.shutdown_grace_period = Duration::from_millis(200);
     config
+}
+
+/// A client that, once evicted, waits a minute before it tries again: long enough to stay away
+/// for the rest of the test.
+async fn echo_client(server: &Server) -> EchoClient {
+    let mut config = ClientConfig::default();
+    config.reconnect.initial = Duration::from_secs(60);
+    config.reconnect.max = Duration::from_secs(60);
+    let connect = Client::builder()
+        .config(config)
+        .connect(server.local_addr());
+    EchoClient::new(bounded("connecting", connect).await.expect("connects"))
 }
 
 #[tokio::test]
@@ -45,10 +59,25 @@ async fn oldest_gives_way_to_the_newcomer() {
 
     let newest = echo_client(&server).await;
     assert_serves(&newest, "newest").await;
-    poll_until("the oldest is told to go", WAIT, || {
-        oldest.client().is_closed()
-    })
-    .await;
+    let mut states = oldest.client().watch_state();
+    let evicted = bounded(
+        "the oldest is told to go",
+        states.wait_for(|state| !state.is_ready()),
+    )
+    .await
+    .expect("the client lives")
+    .clone();
+    let ConnectionState::Reconnecting {
+        retry_in, reason, ..
+    } = evicted
+    else {
+        panic!("{evicted:?}");
+    };
+    assert!(reason.contains("evicted"), "{reason}");
+    assert!(
+        retry_in >= Duration::from_secs(30),
+        "an evicted client backs off instead of coming straight back: {retry_in:?}"
+    );
     let error = oldest.add(1, 1).await.expect_err("evicted");
     assert!(error.is_unavailable(), "{error:?}");
     assert_serves(&middle, "middle after the eviction").await;

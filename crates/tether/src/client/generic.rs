@@ -90,6 +90,6 @@ impl GenericClient {
                 .unwrap_or(self.client.config().timeout),
             args,
         };
-        self.client.invoke(&request).await
+        self.client.invoke(&request, &self.options).await
     }
 }

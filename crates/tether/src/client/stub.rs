@@ -94,7 +94,7 @@ impl Stub {
             timeout: self.options.timeout().unwrap_or(config.timeout),
             args,
         };
-        self.client.invoke(&request).await
+        self.client.invoke(&request, &self.options).await
     }
 }
 

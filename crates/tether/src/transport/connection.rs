@@ -28,12 +28,17 @@ use tokio::{
 };
 use tokio_util::{codec::FramedRead, sync::CancellationToken};
 
-use super::write_queue::WriteQueue;
+use super::{
+    liveness::{Liveness, Tick},
+    write_queue::WriteQueue,
+};
 use crate::{
     Serialization,
     config::ClientConfig,
     error::{Error, ErrorKind},
-    protocol::{self, Flags, Frame, FrameBuilder, FrameCodec, FrameKind, Header, MetadataTag},
+    protocol::{
+        self, Flags, Frame, FrameBuilder, FrameCodec, FrameKind, Header, MetadataTag, Status,
+    },
 };
 
 /// One request, borrowed from the caller for as long as it takes to encode.
@@ -70,10 +75,14 @@ pub(crate) struct Connection {
 
 struct Shared {
     peer: SocketAddr,
+    /// Set when the server turned this connection away or evicted it (GoAway `Overloaded`).
+    refused: std::sync::atomic::AtomicBool,
     next_id: AtomicU64,
     pending: Mutex<Pending>,
     writes: WriteQueue,
     max_frame_length: usize,
+    /// Cancelled when the connection stops taking calls: on GoAway or close.
+    stopped: CancellationToken,
 }
 
 type Reply = Result<Frame, Error>;
@@ -139,18 +148,20 @@ impl Connection {
             }),
             writes: WriteQueue::new(config.write_buffer_limit),
             max_frame_length: config.max_frame_length,
+            stopped: CancellationToken::new(),
+            refused: std::sync::atomic::AtomicBool::new(false),
         });
         let shutdown = CancellationToken::new();
         let codec = FrameCodec::builder()
             .max_frame_length(config.max_frame_length)
             .build();
+        let liveness = Liveness::new(config.heartbeat_interval, config.effective_idle_timeout());
         tokio::spawn({
             let shared = shared.clone();
             let shutdown = shutdown.clone();
             async move {
-                let reason = shared
-                    .read_replies(FramedRead::new(read, codec), &shutdown)
-                    .await;
+                let frames = FramedRead::new(read, codec);
+                let reason = shared.read_replies(frames, liveness, &shutdown).await;
                 shared.close(reason);
             }
         });
@@ -168,11 +179,6 @@ impl Connection {
         })
     }
 
-    /// The address this connection goes to.
-    pub(crate) fn peer(&self) -> SocketAddr {
-        self.shared.peer
-    }
-
     /// Calls waiting for their reply on this connection.
     pub(crate) fn in_flight(&self) -> usize {
         self.shared.lock_pending().calls.len()
@@ -180,7 +186,26 @@ impl Connection {
 
     /// Whether the connection takes no new calls (closed, or draining after a GoAway).
     pub(crate) fn is_closed(&self) -> bool {
-        !matches!(self.shared.lock_pending().state, State::Open)
+        self.shared.stopped.is_cancelled()
+    }
+
+    /// Resolves when the connection stops taking calls: on GoAway, or when it closes.
+    pub(crate) async fn stopped(&self) {
+        self.shared.stopped.cancelled().await;
+    }
+
+    /// Whether the server said it has too many connections (GoAway `Overloaded`): coming back at
+    /// once would only repeat that.
+    pub(crate) fn was_refused(&self) -> bool {
+        self.shared.refused.load(Ordering::Relaxed)
+    }
+
+    /// Why the connection stopped taking calls, once it has.
+    pub(crate) fn stop_reason(&self) -> Option<String> {
+        match &self.shared.lock_pending().state {
+            State::Open => None,
+            State::Draining(reason) | State::Closed(reason) => Some(reason.clone()),
+        }
     }
 
     /// Sends a request and waits for its reply frame; a oneway request returns `None` once it
@@ -188,9 +213,9 @@ impl Connection {
     pub(crate) async fn call<A: Serialize + ?Sized>(
         &self,
         request: &Request<'_, A>,
+        deadline: Instant,
     ) -> Result<Option<Frame>, Error> {
         let shared = &*self.shared;
-        let deadline = super::deadline_after(request.timeout);
         timeout_at(deadline, shared.writes.room())
             .await
             .map_err(|_| Error::timeout(request.timeout))?;
@@ -291,41 +316,63 @@ impl Shared {
         );
         pending.state = State::Draining(reason);
         drop(pending);
+        self.stopped.cancel();
         for (_, sender) in refused {
             let _ = sender.send(Err(Error::new(ErrorKind::Unavailable, message.clone())));
         }
     }
 
-    /// Fails every call in flight with `reason` and stops the writer after what is queued.
+    /// Fails every call in flight with `reason` and stops the writer after what is queued. A
+    /// connection that was draining keeps its GoAway as the reason: that is why it ended.
     fn close(&self, reason: String) {
         let mut pending = self.lock_pending();
-        if matches!(pending.state, State::Closed(_)) {
-            return;
-        }
+        let reason = match &pending.state {
+            State::Closed(_) => return,
+            State::Draining(cause) => format!("{cause}; then {reason}"),
+            State::Open => reason,
+        };
         tracing::debug!(peer = %self.peer, %reason, "connection closed");
         let calls = std::mem::take(&mut pending.calls);
         let message = format!("connection to {}: {reason}", self.peer);
         pending.state = State::Closed(reason);
         drop(pending);
+        self.stopped.cancel();
         for (_, sender) in calls {
             let _ = sender.send(Err(Error::new(ErrorKind::ConnectionLost, message.clone())));
         }
         self.writes.close();
     }
 
-    /// Reads frames until the peer closes, the stream breaks or the owner goes away; returns why.
+    /// Reads frames until the peer closes, the stream breaks, the server falls silent for the
+    /// idle timeout or the owner goes away; returns why.
     async fn read_replies(
         &self,
         mut frames: FramedRead<OwnedReadHalf, FrameCodec>,
+        mut liveness: Liveness,
         shutdown: &CancellationToken,
     ) -> String {
         let mut shutdown = std::pin::pin!(shutdown.cancelled());
+        let mut ticks = heartbeat_ticks(liveness.interval());
+        let mut next_ping_id = 0u64;
         loop {
             let frame = tokio::select! {
                 biased;
                 frame = frames.next() => frame,
+                _ = ticks.tick() => match liveness.on_tick() {
+                    Tick::Alive => continue,
+                    Tick::Ping { silent } => {
+                        next_ping_id += 1;
+                        tracing::trace!(peer = %self.peer, ?silent, "sending Ping");
+                        let _ = self.writes.push_header(&Header::new(FrameKind::Ping, next_ping_id));
+                        continue;
+                    }
+                    Tick::Dead { silent } => {
+                        return format!("no frame from the server for {silent:?}");
+                    }
+                },
                 () = &mut shutdown => return "client dropped".to_owned(),
             };
+            liveness.on_frame();
             let frame = match frame {
                 Some(Ok(frame)) => frame,
                 Some(Err(error)) => return format!("bad frame from server: {error}"),
@@ -346,6 +393,9 @@ impl Shared {
                 }
                 FrameKind::Pong => {}
                 FrameKind::GoAway => {
+                    if frame.header.status == Status::Overloaded {
+                        self.refused.store(true, Ordering::Relaxed);
+                    }
                     let reason = String::from_utf8_lossy(&frame.body);
                     self.drain(
                         frame.header.request_id,
@@ -372,6 +422,14 @@ impl Drop for Slot<'_> {
             self.shared.lock_pending().calls.remove(&self.id);
         }
     }
+}
+
+/// Ticks every `interval`, starting one interval from now; a tick delayed by a busy runtime is
+/// not made up for with a burst.
+pub(super) fn heartbeat_ticks(interval: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
 }
 
 fn encode_request<A: Serialize + ?Sized>(

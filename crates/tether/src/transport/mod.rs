@@ -2,11 +2,15 @@
 //! tasks, and the batching writer both sides share.
 
 mod admission;
+mod channel;
 mod connection;
+mod liveness;
 mod server;
 mod write_queue;
 
-pub(crate) use connection::{Connection, Request, encode_service_key};
+pub(crate) use channel::Channel;
+pub use channel::ConnectionState;
+pub(crate) use connection::{Request, encode_service_key};
 pub(crate) use server::{IncomingRequest, RequestHandler, Responder, ServerShared, accept_loop};
 
 use std::time::Duration;

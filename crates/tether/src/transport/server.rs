@@ -27,6 +27,8 @@ use tokio_util::{codec::FramedRead, sync::CancellationToken, task::TaskTracker};
 
 use super::{
     admission::{Admission, Admitted},
+    connection::heartbeat_ticks,
+    liveness::{Liveness, Tick},
     write_queue::WriteQueue,
 };
 use crate::{
@@ -138,6 +140,8 @@ enum End {
     Broken(String),
     Shutdown,
     Evicted,
+    /// No frame for this long, at least the idle timeout.
+    Idle(std::time::Duration),
 }
 
 /// Tells a connection past the bound why it is turned away, then closes it.
@@ -186,6 +190,9 @@ async fn serve_connection(
     let mut last_request_id = 0;
     let mut shutdown = pin!(server.shutdown.cancelled());
     let mut evicted = pin!(admitted.evict.cancelled());
+    let mut liveness = Liveness::new(config.heartbeat_interval, config.effective_idle_timeout());
+    let mut ticks = heartbeat_ticks(liveness.interval());
+    let mut next_ping_id = 0u64;
     let end = loop {
         // Replies queue without waiting (a handler must never block on a slow peer); the reader
         // waits instead, so a peer that does not read its replies stops being read, and TCP
@@ -194,11 +201,22 @@ async fn serve_connection(
             biased;
             () = &mut shutdown => break End::Shutdown,
             () = &mut evicted => break End::Evicted,
+            _ = ticks.tick() => match liveness.on_tick() {
+                Tick::Alive => continue,
+                Tick::Ping { silent } => {
+                    next_ping_id += 1;
+                    tracing::trace!(%peer, ?silent, "sending Ping");
+                    let _ = connection.writes.push_header(&Header::new(FrameKind::Ping, next_ping_id));
+                    continue;
+                }
+                Tick::Dead { silent } => break End::Idle(silent),
+            },
             frame = async {
                 connection.writes.room().await;
                 frames.next().await
             } => frame,
         };
+        liveness.on_frame();
         let frame = match frame {
             Some(Ok(frame)) => frame,
             Some(Err(error)) => break End::Broken(error.to_string()),
@@ -222,6 +240,9 @@ async fn serve_connection(
 
     match end {
         End::PeerClosed => tracing::debug!(%peer, "client closed the connection"),
+        End::Idle(silent) => {
+            tracing::info!(%peer, ?silent, "closing a connection that fell silent");
+        }
         End::Broken(reason) => {
             tracing::info!(%peer, %reason, "closing connection after a protocol error");
             connection.go_away(last_request_id, Status::ProtocolError, &reason);
