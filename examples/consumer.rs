@@ -3,12 +3,14 @@
 //! `cargo run --example consumer -- --addr 127.0.0.1:20880 --calls 10 --every 100`
 //!
 //! A failed call prints its error kind and the run goes on; the exit status is 0 once every call
-//! was made, so scripts can drive this program against a provider they stop and start.
+//! was made, so scripts can drive this program against a provider they stop and start. Each
+//! change of the connection's state is printed on a line of its own (`state: …`): the client
+//! reconnects by itself when the provider goes away and comes back.
 
 use std::time::Duration;
 
 use clap::Parser;
-use tether::Client;
+use tether::{CallOptions, Client, ClientConfig};
 use tether_examples::CalculatorClient;
 
 /// Calls `demo.Calculator` on one provider.
@@ -26,17 +28,41 @@ struct Args {
     /// Call timeout, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     timeout_ms: u64,
+    /// Ping the provider after this long without a frame from it, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
+    /// Declare the connection dead after this long without a frame, in milliseconds (default:
+    /// three heartbeats).
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tether_examples::init_logging();
     let args = Args::parse();
-    let client = Client::builder()
-        .timeout(Duration::from_millis(args.timeout_ms))
-        .connect(&args.addr)
-        .await?;
-    let calculator = CalculatorClient::new(client);
+    let mut config = ClientConfig::default();
+    config.timeout = Duration::from_millis(args.timeout_ms);
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    config.idle_timeout = args.idle_timeout_ms.map(Duration::from_millis);
+    let addr = tokio::net::lookup_host(&args.addr)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} resolves to nothing", args.addr))?;
+    // Lazy: the consumer may start before the provider, and keeps going while it is away.
+    let client = Client::builder().config(config).connect_lazy(addr)?;
+    let mut states = client.watch_state();
+    tokio::spawn(async move {
+        loop {
+            println!("state: {}", *states.borrow_and_update());
+            if states.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    // A call waits for the connection within its timeout instead of failing at once.
+    let calculator = CalculatorClient::new(client)
+        .with_options(CallOptions::default().with_wait_for_ready(true));
     for i in 0..args.calls {
         let n = i as i64;
         match calculator.add(n, n).await {
