@@ -131,6 +131,13 @@ pub struct ServerConfig {
     /// How long a connection may go without receiving a frame before the server closes it and
     /// frees what it holds. `None`: three heartbeat intervals. Default: `None`.
     pub idle_timeout: Option<Duration>,
+    /// The `host:port` consumers should connect to, as registered in the registry, when it is
+    /// not the bound address (NAT, containers, binding `0.0.0.0`). Default: `None`, the bound
+    /// address.
+    pub advertised_addr: Option<String>,
+    /// The share of calls this provider asks for, relative to the other providers of the same
+    /// service, as registered. Default: 100.
+    pub weight: u32,
 }
 
 impl ServerConfig {
@@ -175,6 +182,8 @@ impl Default for ServerConfig {
             eviction: Eviction::Refuse,
             heartbeat_interval: Duration::from_secs(5),
             idle_timeout: None,
+            advertised_addr: None,
+            weight: 100,
         }
     }
 }

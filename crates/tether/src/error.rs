@@ -54,6 +54,8 @@ pub enum ErrorKind {
     InvalidRequest,
     /// An I/O failure outside any call, such as binding a listener.
     Io,
+    /// The service registry could not be reached or refused an operation.
+    Registry,
 }
 
 impl ErrorKind {
@@ -73,6 +75,7 @@ impl ErrorKind {
             Self::Serialization => "serialization error",
             Self::InvalidRequest => "invalid request",
             Self::Io => "i/o error",
+            Self::Registry => "registry error",
         }
     }
 

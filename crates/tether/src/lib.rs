@@ -52,9 +52,11 @@
 //! `docs/architecture.md` and `docs/protocol.md` in the repository hold the full picture.
 
 mod client;
+mod cluster;
 mod config;
 mod error;
 pub mod protocol;
+pub mod registry;
 mod serialize;
 mod server;
 mod service;

@@ -15,9 +15,12 @@ pub use self::generic::GenericClient;
 pub use self::stub::Stub;
 use crate::{
     Serialization,
+    cluster::Directory,
     config::ClientConfig,
     error::{Error, ErrorKind},
     protocol::Frame,
+    registry::Registry,
+    service::ServiceKey,
     transport::{Channel, ConnectionState, Request, deadline_after},
 };
 
@@ -40,15 +43,26 @@ pub struct Client {
 }
 
 struct Inner {
-    channel: Channel,
+    config: ClientConfig,
+    target: Target,
+}
+
+/// Where calls go.
+enum Target {
+    /// One provider, by address.
+    Direct(Channel),
+    /// The providers of one service, as a registry lists them.
+    Discovered(Arc<Directory>),
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
-            .field("channel", &self.inner.channel)
-            .field("config", self.config())
-            .finish()
+        let mut debug = f.debug_struct("Client");
+        match &self.inner.target {
+            Target::Direct(channel) => debug.field("channel", channel),
+            Target::Discovered(directory) => debug.field("directory", directory),
+        };
+        debug.field("config", self.config()).finish()
     }
 }
 
@@ -65,22 +79,49 @@ impl Client {
 
     /// The settings in force.
     pub fn config(&self) -> &ClientConfig {
-        self.inner.channel.config()
+        &self.inner.config
     }
 
-    /// The provider's address.
-    pub fn peer(&self) -> SocketAddr {
-        self.inner.channel.addr()
+    /// The provider's address, for a client connected to one; `None` for a client that follows
+    /// a registry.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        match &self.inner.target {
+            Target::Direct(channel) => Some(channel.addr()),
+            Target::Discovered(_) => None,
+        }
     }
 
-    /// Calls waiting for their reply now.
+    /// The addresses of the providers a registry lists now (the one address of a direct client).
+    pub fn providers(&self) -> Vec<SocketAddr> {
+        match &self.inner.target {
+            Target::Direct(channel) => vec![channel.addr()],
+            Target::Discovered(directory) => directory
+                .providers()
+                .iter()
+                .map(|p| p.channel.addr())
+                .collect(),
+        }
+    }
+
+    /// Calls waiting for their reply now, on every connection.
     pub fn in_flight(&self) -> usize {
-        self.inner.channel.in_flight()
+        match &self.inner.target {
+            Target::Direct(channel) => channel.in_flight(),
+            Target::Discovered(directory) => directory
+                .providers()
+                .iter()
+                .map(|p| p.channel.in_flight())
+                .sum(),
+        }
     }
 
-    /// Where the connection stands now.
+    /// Where the connection stands now; for a client that follows a registry, ready while any
+    /// provider is ready.
     pub fn state(&self) -> ConnectionState {
-        self.inner.channel.state()
+        match &self.inner.target {
+            Target::Direct(channel) => channel.state(),
+            Target::Discovered(directory) => directory.state(),
+        }
     }
 
     /// Every change of the connection's state, starting from the current one.
@@ -94,7 +135,10 @@ impl Client {
     /// # }
     /// ```
     pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
-        self.inner.channel.watch_state()
+        match &self.inner.target {
+            Target::Direct(channel) => channel.watch_state(),
+            Target::Discovered(directory) => directory.watch_state(),
+        }
     }
 
     /// Whether no connection is ready now, so calls fail fast (or wait, if they ask to).
@@ -112,10 +156,12 @@ impl Client {
         let wait_for_ready = options
             .wait_for_ready
             .unwrap_or(self.config().wait_for_ready);
-        self.inner
-            .channel
-            .call(request, deadline, wait_for_ready)
-            .await
+        match &self.inner.target {
+            Target::Direct(channel) => channel.call(request, deadline, wait_for_ready).await,
+            Target::Discovered(directory) => {
+                directory.call(request, deadline, wait_for_ready).await
+            }
+        }
     }
 }
 
@@ -150,20 +196,48 @@ impl ClientBuilder {
     pub async fn connect(self, addr: impl ToSocketAddrs) -> Result<Client, Error> {
         self.check()?;
         let addr = resolve(addr).await?;
-        let channel = Channel::connect(addr, self.config).await?;
-        Ok(Client {
-            inner: Arc::new(Inner { channel }),
-        })
+        let channel = Channel::connect(addr, self.config.clone()).await?;
+        Ok(self.client(Target::Direct(channel)))
     }
 
     /// Returns at once and connects in the background, retrying with backoff until the provider
     /// answers; calls made before then fail fast as unavailable unless they wait for readiness.
     pub fn connect_lazy(self, addr: SocketAddr) -> Result<Client, Error> {
         self.check()?;
-        let channel = Channel::connect_lazy(addr, self.config);
-        Ok(Client {
-            inner: Arc::new(Inner { channel }),
-        })
+        let channel = Channel::connect_lazy(addr, self.config.clone());
+        Ok(self.client(Target::Direct(channel)))
+    }
+
+    /// A client of the service `key` that follows its providers in `registry`: a connection to
+    /// each, calls to a ready one. Fails if the registry cannot be reached now; afterwards the
+    /// client keeps the last providers it knew while the registry is away.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), tether::Error> {
+    /// use tether::{Client, ServiceKey, registry};
+    ///
+    /// let registry = registry::connect("file:///tmp/tether-registry").await?;
+    /// let key = ServiceKey::new("demo.Calculator").with_version("1.0.0");
+    /// let client = Client::builder().discover(registry, key).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn discover(
+        self,
+        registry: Arc<dyn Registry>,
+        key: ServiceKey,
+    ) -> Result<Client, Error> {
+        self.check()?;
+        let directory = Directory::follow(registry, key, self.config.clone()).await?;
+        Ok(self.client(Target::Discovered(directory)))
+    }
+
+    fn client(self, target: Target) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                config: self.config,
+                target,
+            }),
+        }
     }
 
     fn check(&self) -> Result<(), Error> {

@@ -11,8 +11,10 @@ use tokio_util::task::TaskTracker;
 pub use self::dispatch::{Call, DispatchError, ServiceDispatch};
 use self::{dispatch::Erased, router::Router};
 use crate::{
+    Serialization,
     config::ServerConfig,
     error::{Error, ErrorKind},
+    registry::{Instance, Registry, Role},
     service::ServiceKey,
     transport::{ServerShared, accept_loop},
 };
@@ -30,6 +32,7 @@ use crate::{
 pub struct ServerBuilder {
     config: ServerConfig,
     router: Router,
+    registry: Option<Arc<dyn Registry>>,
 }
 
 impl fmt::Debug for ServerBuilder {
@@ -55,7 +58,15 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds `addr` and starts accepting connections in the background.
+    /// Registers every service in `registry` as a provider when the server binds, and
+    /// deregisters them first thing on shutdown.
+    pub fn registry(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Binds `addr`, registers the services if a registry is set, and starts accepting
+    /// connections in the background. Fails, serving nothing, if the registry refuses.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, Error> {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(ErrorKind::Io, "cannot bind the server's address").with_source(e)
@@ -64,6 +75,13 @@ impl ServerBuilder {
             Error::new(ErrorKind::Io, "cannot read the bound address").with_source(e)
         })?;
         let services = self.router.keys().collect();
+        let registration = match self.registry {
+            Some(registry) => {
+                let instances = provider_instances(&self.router, &self.config, local_addr)?;
+                Some(Registration::register(registry, instances).await?)
+            }
+            None => None,
+        };
         let shared = Arc::new(ServerShared::new(self.config, Arc::new(self.router)));
         let connections = TaskTracker::new();
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), connections.clone()));
@@ -74,6 +92,7 @@ impl ServerBuilder {
             shared,
             connections,
             accept,
+            registration,
         })
     }
 }
@@ -86,6 +105,7 @@ pub struct Server {
     shared: Arc<ServerShared>,
     connections: TaskTracker,
     accept: JoinHandle<()>,
+    registration: Option<Registration>,
 }
 
 impl fmt::Debug for Server {
@@ -128,6 +148,10 @@ impl Server {
     /// Stops accepting, sends every connection a GoAway, lets calls in flight finish within the
     /// grace period, and returns once every connection is closed.
     pub async fn shutdown(mut self) {
+        // Consumers stop choosing this provider before it stops taking calls.
+        if let Some(registration) = self.registration.take() {
+            registration.deregister().await;
+        }
         self.shared.shutdown.cancel();
         // The accept loop ends at once on cancellation; after it, no connection task starts.
         let _ = (&mut self.accept).await;
@@ -138,7 +162,96 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            // Best effort, and only inside a runtime: the registry also forgets a provider whose
+            // session, lease or TTL ends.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(registration.deregister());
+            }
+        }
         self.shared.shutdown.cancel();
         self.accept.abort();
     }
+}
+
+/// What a server registered, to withdraw on shutdown.
+struct Registration {
+    registry: Arc<dyn Registry>,
+    instances: Vec<Instance>,
+}
+
+impl Registration {
+    async fn register(
+        registry: Arc<dyn Registry>,
+        instances: Vec<Instance>,
+    ) -> Result<Self, Error> {
+        let mut registration = Self {
+            registry,
+            instances: Vec::new(),
+        };
+        for instance in instances {
+            if let Err(error) = registration
+                .registry
+                .register(Role::Provider, instance.clone())
+                .await
+            {
+                registration.deregister().await;
+                return Err(error);
+            }
+            registration.instances.push(instance);
+        }
+        Ok(registration)
+    }
+
+    async fn deregister(self) {
+        for instance in &self.instances {
+            if let Err(error) = self.registry.deregister(Role::Provider, instance).await {
+                tracing::warn!(service = %instance.key(), %error, "cannot deregister");
+            }
+        }
+    }
+}
+
+/// The provider instances of every service, at the advertised address.
+fn provider_instances(
+    router: &Router,
+    config: &ServerConfig,
+    local_addr: SocketAddr,
+) -> Result<Vec<Instance>, Error> {
+    let (host, port) = match &config.advertised_addr {
+        Some(advertised) => {
+            let invalid = || {
+                Error::new(
+                    ErrorKind::InvalidRequest,
+                    format!("advertised address `{advertised}` is not host:port"),
+                )
+            };
+            let (host, port) = advertised.rsplit_once(':').ok_or_else(invalid)?;
+            let port = port.parse().map_err(|_| invalid())?;
+            (
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port,
+            )
+        }
+        None => (local_addr.ip().to_string(), local_addr.port()),
+    };
+    let serializations: Vec<String> = Serialization::enabled()
+        .map(|s| s.name().to_owned())
+        .collect();
+    Ok(router
+        .descriptors()
+        .map(|descriptor| {
+            let mut instance = Instance::new(&descriptor.key(), host.clone(), port);
+            instance.weight = config.weight;
+            instance.serializations = serializations.clone();
+            instance.methods = descriptor
+                .methods()
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect();
+            instance
+        })
+        .collect())
 }

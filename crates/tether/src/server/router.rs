@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use super::dispatch::ErasedService;
 use crate::{
     protocol::Status,
-    service::ServiceKey,
+    service::{ServiceDescriptor, ServiceKey},
     transport::{IncomingRequest, RequestHandler},
 };
 
@@ -25,10 +25,14 @@ impl Router {
     }
 
     pub(crate) fn keys(&self) -> impl Iterator<Item = ServiceKey> + '_ {
+        self.descriptors().map(ServiceDescriptor::key)
+    }
+
+    pub(crate) fn descriptors(&self) -> impl Iterator<Item = &'static ServiceDescriptor> + '_ {
         self.services
             .values()
             .flatten()
-            .map(|service| service.descriptor().key())
+            .map(|service| service.descriptor())
     }
 
     fn find(&self, name: &str, version: &str, group: &str) -> Option<&Arc<dyn ErasedService>> {

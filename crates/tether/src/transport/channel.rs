@@ -158,12 +158,13 @@ impl Channel {
         self.inner.addr
     }
 
-    pub(crate) fn config(&self) -> &ClientConfig {
-        &self.inner.config
-    }
-
     pub(crate) fn state(&self) -> ConnectionState {
         self.inner.state.borrow().clone()
+    }
+
+    /// Whether calls can go out now; cheaper than [`Channel::state`].
+    pub(crate) fn is_ready(&self) -> bool {
+        self.inner.state.borrow().is_ready()
     }
 
     pub(crate) fn watch_state(&self) -> watch::Receiver<ConnectionState> {

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod proxy;
+pub(crate) mod servers;
 
 use std::{
     future::Future,
@@ -380,5 +381,64 @@ impl RawConnection {
             (FrameKind::Pong, id),
             "{what}: expected the Pong of Ping {id}, got {frame:?}"
         );
+    }
+}
+
+// -------------------------------------------------------------------------------------------------
+// Liveness: servers on a chosen port, and raw connections read to their end.
+// -------------------------------------------------------------------------------------------------
+
+/// An address of 127.0.0.1 that nothing listens on: a port the OS handed out, released at once.
+/// For tests that start a client before its server, or restart a server on the same port.
+pub(crate) fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
+/// A server running the test service on `addr` with `config`, and the service's state; see
+/// [`start_server`].
+pub(crate) async fn start_server_at(addr: SocketAddr, config: ServerConfig) -> (Server, Arc<State>) {
+    let state = Arc::new(State::default());
+    let service = EchoService {
+        state: state.clone(),
+    };
+    let server = bounded(
+        "binding the server",
+        Server::builder()
+            .config(config)
+            .serve(EchoServer::new(service))
+            .bind(addr),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the server binds {addr}: {e}"));
+    (server, state)
+}
+
+impl RawConnection {
+    /// Speaks frame by frame on a stream accepted from a listener: the raw side plays the server.
+    pub(crate) fn from_stream(stream: TcpStream) -> Self {
+        let (read, write) = stream.into_split();
+        Self {
+            frames: FramedRead::new(read, FrameCodec::new()),
+            write,
+        }
+    }
+
+    /// Reads frames until the peer closes the connection, at most [`WAIT`], and returns them;
+    /// panics on a frame that does not decode or a read that fails.
+    pub(crate) async fn frames_until_closed(&mut self, what: &str) -> Vec<Frame> {
+        bounded(what, async {
+            let mut frames = Vec::new();
+            while let Some(frame) = self.frames.next().await {
+                match frame {
+                    Ok(frame) => frames.push(frame),
+                    Err(error) => panic!("{what}: after {frames:?}: {error}"),
+                }
+            }
+            frames
+        })
+        .await
     }
 }
