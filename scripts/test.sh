@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every check and every test, as CI runs them. Installs what the tests need on a fresh machine
-# (today: nothing beyond the Rust toolchain), starts the servers they use and stops them after.
+# (ZooKeeper, etcd, Redis and protoc from Debian's packages, through scripts/registry-servers.sh);
+# the registry tests start their own servers on free loopback ports, and every server still
+# running is stopped at the end.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh --quick    skip the per-feature builds
@@ -12,13 +14,18 @@ quick=false
 
 log=$(mktemp -t tether-test.XXXXXX)
 cleanup() {
-    # Stop any process a step started in the background.
+    # Stop any process a step started in the background, and every registry server.
     jobs -p | xargs -r kill 2>/dev/null || true
+    scripts/registry-servers.sh stop-all >/dev/null 2>&1 || true
     rm -f "$log"
 }
 trap cleanup EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "installing the registry servers and protoc (only what is missing)"
+scripts/registry-servers.sh install
+scripts/registry-servers.sh stop-all >/dev/null 2>&1 || true
 
 step "formatting"
 cargo fmt --all --check
@@ -28,7 +35,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 if ! $quick; then
     step "each feature of tether on its own"
-    for feature in "" bincode msgpack cbor postcard full; do
+    for feature in "" bincode msgpack cbor postcard zookeeper etcd redis full; do
         echo "-- features: ${feature:-none}"
         cargo check -q -p tether --no-default-features ${feature:+--features "$feature"}
     done

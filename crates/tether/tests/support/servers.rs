@@ -86,11 +86,22 @@ impl TestServer {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let port = run(&["free-port", &kind.ports().to_string()]).trim().to_owned();
-        let port_flag = if kind.is_cluster() { "--base-port" } else { "--port" };
+        let port = run(&["free-port", &kind.ports().to_string()])
+            .trim()
+            .to_owned();
+        let port_flag = if kind.is_cluster() {
+            "--base-port"
+        } else {
+            "--port"
+        };
         let mut args = vec!["start", kind.script_name(), &name, port_flag, &port];
         args.extend_from_slice(extra);
-        let addr = run(&args).lines().last().unwrap_or_default().trim().to_owned();
+        let addr = run(&args)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         assert!(!addr.is_empty(), "no address printed for {name}");
         Self { kind, name, addr }
     }
@@ -148,7 +159,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", &self.name]).output();
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", &self.name])
+            .output();
     }
 }
 
