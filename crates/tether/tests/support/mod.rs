@@ -399,7 +399,10 @@ pub(crate) fn unused_addr() -> SocketAddr {
 
 /// A server running the test service on `addr` with `config`, and the service's state; see
 /// [`start_server`].
-pub(crate) async fn start_server_at(addr: SocketAddr, config: ServerConfig) -> (Server, Arc<State>) {
+pub(crate) async fn start_server_at(
+    addr: SocketAddr,
+    config: ServerConfig,
+) -> (Server, Arc<State>) {
     let state = Arc::new(State::default());
     let service = EchoService {
         state: state.clone(),
