@@ -41,6 +41,9 @@ use crate::{
     },
 };
 
+/// How long queued frames may take to leave once the connection is closing.
+const FLUSH_ON_CLOSE: Duration = Duration::from_secs(1);
+
 /// One request, borrowed from the caller for as long as it takes to encode.
 pub(crate) struct Request<'a, A: ?Sized> {
     /// Pre-encoded metadata entries naming the service (see [`encode_service_key`]).
@@ -156,6 +159,14 @@ impl Connection {
             .max_frame_length(config.max_frame_length)
             .build();
         let liveness = Liveness::new(config.heartbeat_interval, config.effective_idle_timeout());
+        let mut writer = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                if let Err(error) = shared.writes.write_to(&mut write).await {
+                    shared.close(format!("write failed: {error}"));
+                }
+            }
+        });
         tokio::spawn({
             let shared = shared.clone();
             let shutdown = shutdown.clone();
@@ -163,13 +174,10 @@ impl Connection {
                 let frames = FramedRead::new(read, codec);
                 let reason = shared.read_replies(frames, liveness, &shutdown).await;
                 shared.close(reason);
-            }
-        });
-        tokio::spawn({
-            let shared = shared.clone();
-            async move {
-                if let Err(error) = shared.writes.write_to(&mut write).await {
-                    shared.close(format!("write failed: {error}"));
+                // What is queued (a oneway call just before the client was dropped) gets a
+                // moment to leave; a server that does not read must not keep the socket open.
+                if timeout(FLUSH_ON_CLOSE, &mut writer).await.is_err() {
+                    writer.abort();
                 }
             }
         });

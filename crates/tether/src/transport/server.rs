@@ -123,6 +123,9 @@ pub(crate) async fn accept_loop(
     }
 }
 
+/// How long replies and a GoAway may take to leave once the peer closed or broke the protocol.
+const FLUSH_AFTER_CLOSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One accepted connection's state, shared by its reader, its writer and its running calls.
 struct Connection {
     peer: SocketAddr,
@@ -178,7 +181,7 @@ async fn serve_connection(
         idle: Notify::new(),
         max_frame_length: config.max_frame_length,
     });
-    let writer = tokio::spawn({
+    let mut writer = tokio::spawn({
         let connection = connection.clone();
         async move { connection.writes.write_to(&mut write).await }
     });
@@ -238,14 +241,23 @@ async fn serve_connection(
         }
     };
 
-    match end {
-        End::PeerClosed => tracing::debug!(%peer, "client closed the connection"),
+    // Whatever ends the connection, what is still queued for the peer gets a bounded time to
+    // leave: a peer that does not read must not hold the connection (or a shutdown) forever.
+    let grace = config.shutdown_grace_period;
+    let flush_by = match end {
+        End::PeerClosed => {
+            tracing::debug!(%peer, "client closed the connection");
+            Instant::now() + FLUSH_AFTER_CLOSE
+        }
         End::Idle(silent) => {
+            // Nothing has come from the peer for the idle timeout: nothing will be read.
             tracing::info!(%peer, ?silent, "closing a connection that fell silent");
+            Instant::now()
         }
         End::Broken(reason) => {
             tracing::info!(%peer, %reason, "closing connection after a protocol error");
             connection.go_away(last_request_id, Status::ProtocolError, &reason);
+            Instant::now() + FLUSH_AFTER_CLOSE
         }
         End::PeerGoingAway | End::Shutdown | End::Evicted => {
             match end {
@@ -259,17 +271,26 @@ async fn serve_connection(
                 ),
                 _ => {}
             }
-            let grace = config.shutdown_grace_period;
-            if timeout(grace, connection.until_idle()).await.is_err() {
+            // The grace period covers both the calls in flight and the flush of their replies.
+            let deadline = Instant::now() + grace;
+            if tokio::time::timeout_at(deadline, connection.until_idle())
+                .await
+                .is_err()
+            {
                 tracing::warn!(%peer, ?grace, "calls still running after the grace period");
             }
+            deadline
         }
-    }
+    };
     connection.writes.close();
-    match writer.await {
-        Ok(Err(error)) => tracing::debug!(%peer, %error, "write failed"),
-        Err(error) => tracing::error!(%peer, %error, "writer task failed"),
-        Ok(Ok(())) => {}
+    match tokio::time::timeout_at(flush_by, &mut writer).await {
+        Ok(Ok(Err(error))) => tracing::debug!(%peer, %error, "write failed"),
+        Ok(Err(error)) => tracing::error!(%peer, %error, "writer task failed"),
+        Ok(Ok(Ok(()))) => {}
+        Err(_) => {
+            tracing::debug!(%peer, "the peer does not read; closing without flushing");
+            writer.abort();
+        }
     }
     server.admission.leave(admitted.id);
     tracing::debug!(%peer, "connection closed");
