@@ -113,32 +113,32 @@ fn write_atomically(file: &Path, instance: &Instance) -> io::Result<()> {
 }
 
 /// Touches every entry of this process every `every`, and writes again any that vanished.
+///
+/// Each entry is checked and touched under the lock of the registrations, which deregistering
+/// holds while it forgets and removes an entry: a refresh can never bring back an entry that was
+/// just deregistered.
 async fn refresh(inner: Weak<Inner>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        let own: Vec<_> = lock(&inner.own)
-            .iter()
-            .map(|(f, i)| (f.clone(), i.clone()))
-            .collect();
-        drop(inner);
-        let result = tokio::task::spawn_blocking(move || {
-            for (file, instance) in own {
+        let refreshed = tokio::task::spawn_blocking(move || {
+            let own = lock(&inner.own);
+            for (file, instance) in own.iter() {
                 let touched = fs::File::options()
                     .write(true)
-                    .open(&file)
+                    .open(file)
                     .and_then(|f| f.set_modified(SystemTime::now()));
                 if touched.is_err()
-                    && let Err(error) = write_atomically(&file, &instance)
+                    && let Err(error) = write_atomically(file, instance)
                 {
                     tracing::warn!(file = %file.display(), %error, "cannot refresh a registration");
                 }
             }
         })
         .await;
-        if result.is_err() {
+        if refreshed.is_err() {
             return;
         }
     }
@@ -213,39 +213,43 @@ async fn watch_directory(dir: PathBuf, ttl: Duration, sender: watch::Sender<Arc<
 
 impl Registry for FileRegistry {
     fn register(&self, role: Role, instance: Instance) -> BoxFuture<'_, Result<(), Error>> {
+        let file = self.file_of(role, &instance);
+        let inner = self.inner.clone();
+        self.ensure_refresher();
         Box::pin(async move {
-            let file = self.file_of(role, &instance);
-            lock(&self.inner.own).insert(file.clone(), instance.clone());
-            self.ensure_refresher();
-            let written = {
-                let file = file.clone();
-                tokio::task::spawn_blocking(move || write_atomically(&file, &instance)).await
-            };
-            match written {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => {
-                    Err(registry_error(format!("cannot write {}", file.display()))
-                        .with_source(error))
-                }
-                Err(error) => {
-                    Err(registry_error("the registration task failed").with_source(error))
-                }
-            }
+            let written = tokio::task::spawn_blocking(move || {
+                let mut own = lock(&inner.own);
+                let written = write_atomically(&file, &instance);
+                own.insert(file.clone(), instance);
+                written.map_err(|error| {
+                    registry_error(format!("cannot write {}", file.display())).with_source(error)
+                })
+            })
+            .await;
+            written.unwrap_or_else(|error| {
+                Err(registry_error("the registration task failed").with_source(error))
+            })
         })
     }
 
     fn deregister(&self, role: Role, instance: &Instance) -> BoxFuture<'_, Result<(), Error>> {
         let file = self.file_of(role, instance);
+        let inner = self.inner.clone();
         Box::pin(async move {
-            lock(&self.inner.own).remove(&file);
-            match tokio::fs::remove_file(&file).await {
-                Ok(()) => Ok(()),
-                Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(error) => {
-                    Err(registry_error(format!("cannot remove {}", file.display()))
-                        .with_source(error))
+            let removed = tokio::task::spawn_blocking(move || {
+                let mut own = lock(&inner.own);
+                own.remove(&file);
+                match fs::remove_file(&file) {
+                    Ok(()) => Ok(()),
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+                    Err(error) => Err(registry_error(format!("cannot remove {}", file.display()))
+                        .with_source(error)),
                 }
-            }
+            })
+            .await;
+            removed.unwrap_or_else(|error| {
+                Err(registry_error("the deregistration task failed").with_source(error))
+            })
         })
     }
 
