@@ -1,6 +1,7 @@
 //! Calls the calculator a number of times and prints one line per call.
 //!
-//! `cargo run --example consumer -- --addr 127.0.0.1:20880 --calls 10 --every 100`
+//! `cargo run --example consumer -- --registry file:///tmp/tether-registry --calls 10 --every 100`
+//! finds the providers in the registry; `--addr 127.0.0.1:20880` connects to one directly.
 //!
 //! A failed call prints its error kind and the run goes on; the exit status is 0 once every call
 //! was made, so scripts can drive this program against a provider they stop and start. Each
@@ -13,12 +14,16 @@ use clap::Parser;
 use tether::{CallOptions, Client, ClientConfig};
 use tether_examples::CalculatorClient;
 
-/// Calls `demo.Calculator` on one provider.
+/// Calls `demo.Calculator` on the providers a registry lists, or on one provider.
 #[derive(Debug, Parser)]
 struct Args {
-    /// The provider's address.
-    #[arg(long, default_value = "127.0.0.1:20880")]
-    addr: String,
+    /// A provider to connect to directly, bypassing the registry.
+    #[arg(long)]
+    addr: Option<String>,
+    /// The registry to find providers in: `memory://`, `file:///dir`, `zookeeper://host:port`,
+    /// `etcd://host:port`, `redis://host:port`.
+    #[arg(long, default_value = "file:///tmp/tether-registry")]
+    registry: String,
     /// How many calls to make.
     #[arg(long, default_value_t = 10)]
     calls: u64,
@@ -45,12 +50,23 @@ async fn main() -> anyhow::Result<()> {
     config.timeout = Duration::from_millis(args.timeout_ms);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.idle_timeout = args.idle_timeout_ms.map(Duration::from_millis);
-    let addr = tokio::net::lookup_host(&args.addr)
-        .await?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} resolves to nothing", args.addr))?;
-    // Lazy: the consumer may start before the provider, and keeps going while it is away.
-    let client = Client::builder().config(config).connect_lazy(addr)?;
+    let builder = Client::builder().config(config);
+    let client = match &args.addr {
+        Some(addr) => {
+            let addr = tokio::net::lookup_host(addr)
+                .await?
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{addr} resolves to nothing"))?;
+            // Lazy: the consumer may start before the provider, and keeps going while it is away.
+            builder.connect_lazy(addr)?
+        }
+        None => {
+            let registry = tether::registry::connect(&args.registry).await?;
+            builder
+                .discover(registry, CalculatorClient::DESCRIPTOR.key())
+                .await?
+        }
+    };
     let mut states = client.watch_state();
     tokio::spawn(async move {
         loop {

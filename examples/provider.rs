@@ -1,6 +1,9 @@
-//! Serves the calculator until interrupted.
+//! Serves the calculator until interrupted, registered in a registry.
 //!
-//! `cargo run --example provider -- --addr 127.0.0.1:20880`
+//! `cargo run --example provider -- --addr 127.0.0.1:20880 --registry file:///tmp/tether-registry`
+//!
+//! ZooKeeper, etcd and Redis registries need the `registries` feature:
+//! `cargo run --example provider --features registries -- --registry etcd://127.0.0.1:2379`.
 
 use std::time::Duration;
 
@@ -14,6 +17,13 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:20880")]
     addr: String,
+    /// The registry to announce the service in: `memory://`, `file:///dir`,
+    /// `zookeeper://host:port`, `etcd://host:port`, `redis://host:port`; `none` for none.
+    #[arg(long, default_value = "file:///tmp/tether-registry")]
+    registry: String,
+    /// The share of calls this provider asks for, relative to the others.
+    #[arg(long, default_value_t = 100)]
+    weight: u32,
     /// Ping a connection after this long without a frame from it, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     heartbeat_ms: u64,
@@ -30,14 +40,18 @@ async fn main() -> anyhow::Result<()> {
     let mut config = ServerConfig::default();
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.idle_timeout = args.idle_timeout_ms.map(Duration::from_millis);
-    let server = Server::builder()
+    config.weight = args.weight;
+    let mut builder = Server::builder()
         .config(config)
-        .serve(CalculatorServer::new(Calc::default()))
-        .bind(&args.addr)
-        .await?;
+        .serve(CalculatorServer::new(Calc::default()));
+    if args.registry != "none" {
+        builder = builder.registry(tether::registry::connect(&args.registry).await?);
+    }
+    let server = builder.bind(&args.addr).await?;
     // Scripts wait for this line before they start consumers.
     println!("listening on {}", server.local_addr());
     tokio::signal::ctrl_c().await?;
+    // Deregisters first, then lets the calls in flight finish.
     println!("shutting down");
     server.shutdown().await;
     Ok(())

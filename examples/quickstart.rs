@@ -10,15 +10,23 @@ use tether_examples::{Calc, CalculatorClient, CalculatorServer};
 async fn main() -> anyhow::Result<()> {
     tether_examples::init_logging();
 
-    // The provider: serve the calculator on a port the OS picks.
+    // An in-process registry; `file:///dir` would share it between the processes of a machine,
+    // `zookeeper://`, `etcd://` or `redis://` between machines.
+    let registry = tether::registry::connect("memory://quickstart").await?;
+
+    // The provider: serve the calculator on a port the OS picks, and announce it.
     let server = Server::builder()
         .serve(CalculatorServer::new(Calc::default()))
+        .registry(registry.clone())
         .bind("127.0.0.1:0")
         .await?;
     println!("provider listening on {}", server.local_addr());
 
-    // The consumer: one connection, typed calls.
-    let client = Client::connect(server.local_addr()).await?;
+    // The consumer: finds the provider in the registry and calls it with typed calls.
+    let client = Client::builder()
+        .discover(registry, CalculatorClient::DESCRIPTOR.key())
+        .await?;
+    println!("providers found: {:?}", client.providers());
     let calculator = CalculatorClient::new(client.clone());
     println!("add(40, 2)  = {}", calculator.add(40, 2).await?);
     println!("div(84, 2)  = {:?}", calculator.div(84, 2).await?);

@@ -143,22 +143,25 @@ impl Directory {
         self.refresh_state();
     }
 
-    /// Folds the providers' states into the directory's.
+    /// Folds the providers' states into the directory's: ready while any provider is ready,
+    /// connecting while any first attempt is under way, otherwise reconnecting (one failure).
     fn refresh_state(&self) {
         let providers = self.providers();
         let state = if providers.iter().any(|p| p.channel.is_ready()) {
             ConnectionState::Ready
-        } else if providers.is_empty() {
-            ConnectionState::Reconnecting {
-                failures: 0,
-                retry_in: Duration::ZERO,
-                reason: "the registry lists no provider".to_owned(),
-            }
+        } else if providers.iter().any(|p| p.channel.is_connecting()) {
+            ConnectionState::Connecting
         } else {
+            let reason = if providers.is_empty() {
+                "the registry lists no provider"
+            } else {
+                "no provider is ready"
+            };
+            // Counted as a failure, so that `is_connecting` is false: nothing is under way.
             ConnectionState::Reconnecting {
-                failures: 0,
+                failures: 1,
                 retry_in: Duration::ZERO,
-                reason: "no provider is ready".to_owned(),
+                reason: reason.to_owned(),
             }
         };
         self.state.send_if_modified(|current| {
@@ -171,8 +174,9 @@ impl Directory {
         });
     }
 
-    /// Sends a request to a ready provider, chosen at random. With none ready, fails fast as
-    /// unavailable or, with `wait_for_ready`, waits for one until `deadline`.
+    /// Sends a request to a ready provider, chosen at random. With none ready, waits while a
+    /// first connection to some provider is under way (or always, with `wait_for_ready`) until
+    /// `deadline`; otherwise fails fast as unavailable.
     pub(crate) async fn call<A: Serialize + ?Sized>(
         &self,
         request: &Request<'_, A>,
@@ -184,7 +188,8 @@ impl Directory {
             if let Some(channel) = self.pick() {
                 return channel.call(request, deadline, false).await;
             }
-            if !wait_for_ready {
+            let connecting = self.providers().iter().any(|p| p.channel.is_connecting());
+            if !(wait_for_ready || connecting) {
                 return Err(self.unavailable());
             }
             let changed = tokio::time::timeout_at(deadline, state.changed()).await;

@@ -58,6 +58,15 @@ impl ConnectionState {
     pub fn is_ready(&self) -> bool {
         matches!(self, Self::Ready)
     }
+
+    /// Whether an attempt to connect is under way with no failure yet: the first one, or the
+    /// immediate one after losing a stable connection. Calls wait for its outcome.
+    pub fn is_connecting(&self) -> bool {
+        matches!(
+            self,
+            Self::Connecting | Self::Reconnecting { failures: 0, .. }
+        )
+    }
 }
 
 impl fmt::Display for ConnectionState {
@@ -188,21 +197,34 @@ impl Channel {
     ) -> Result<Option<Frame>, Error> {
         let connection = match self.inner.current() {
             Some(connection) => connection,
-            None if wait_for_ready => self.ready(deadline, request.timeout).await?,
-            None => return Err(self.unavailable()),
+            None => {
+                self.ready(deadline, request.timeout, wait_for_ready)
+                    .await?
+            }
         };
         connection.call(request, deadline).await
     }
 
-    async fn ready(&self, deadline: Instant, timeout: Duration) -> Result<Connection, Error> {
+    /// Waits for a ready connection: while an attempt is under way, or always with
+    /// `wait_for_ready`; otherwise fails fast as unavailable.
+    async fn ready(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        wait_for_ready: bool,
+    ) -> Result<Connection, Error> {
         let mut state = self.inner.state.subscribe();
         let waited = tokio::time::timeout_at(deadline, async {
             loop {
                 if let Some(connection) = self.inner.current() {
                     return Ok(connection);
                 }
-                if matches!(*state.borrow_and_update(), ConnectionState::Closed) {
-                    return Err(self.unavailable());
+                {
+                    let state = state.borrow_and_update();
+                    let closed = matches!(*state, ConnectionState::Closed);
+                    if closed || !(wait_for_ready || state.is_connecting()) {
+                        return Err(self.unavailable());
+                    }
                 }
                 if state.changed().await.is_err() {
                     return Err(self.unavailable());
@@ -211,6 +233,11 @@ impl Channel {
         })
         .await;
         waited.unwrap_or_else(|_| Err(Error::timeout(timeout)))
+    }
+
+    /// Whether an attempt to connect is under way with no failure yet.
+    pub(crate) fn is_connecting(&self) -> bool {
+        self.inner.state.borrow().is_connecting()
     }
 
     fn unavailable(&self) -> Error {
