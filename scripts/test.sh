@@ -13,11 +13,14 @@ quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 
 log=$(mktemp -t tether-test.XXXXXX)
+# A run directory of its own, so that stopping "every server" stops only this run's servers.
+TETHER_RUN_DIR=$(mktemp -d -t tether-servers.XXXXXX)
+export TETHER_RUN_DIR
 cleanup() {
     # Stop any process a step started in the background, and every registry server.
     jobs -p | xargs -r kill 2>/dev/null || true
     scripts/registry-servers.sh stop-all >/dev/null 2>&1 || true
-    rm -f "$log"
+    rm -rf "$log" "$TETHER_RUN_DIR"
 }
 trap cleanup EXIT
 
@@ -25,7 +28,6 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing the registry servers and protoc (only what is missing)"
 scripts/registry-servers.sh install
-scripts/registry-servers.sh stop-all >/dev/null 2>&1 || true
 
 step "formatting"
 cargo fmt --all --check

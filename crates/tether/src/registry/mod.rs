@@ -15,11 +15,15 @@ mod file;
 mod instance;
 mod memory;
 mod path;
+#[cfg(feature = "zookeeper")]
+mod zookeeper;
 
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
+#[cfg(feature = "zookeeper")]
+pub use self::zookeeper::ZooKeeperRegistry;
 pub use self::{
     file::FileRegistry,
     instance::{Instance, Role},
@@ -149,6 +153,10 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         "memory" => Ok(Arc::new(MemoryRegistry::named(location))),
         "file" => Ok(Arc::new(
             FileRegistry::with_ttl(location, config.ttl).await?,
+        )),
+        #[cfg(feature = "zookeeper")]
+        "zookeeper" => Ok(Arc::new(
+            ZooKeeperRegistry::connect(location, config).await?,
         )),
         _ => Err(registry_error(format!(
             "registry scheme `{scheme}` is not supported by this build (its feature may be off)"
