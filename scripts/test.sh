@@ -24,7 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+step() { printf '\n==> [%4ds] %s\n' "$(($(date +%s) - started))" "$*"; }
 
 step "installing the registry servers and protoc (only what is missing)"
 scripts/registry-servers.sh install
@@ -68,4 +69,5 @@ rm -f "$log.consumer"
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
 echo
+echo "finished after $(($(date +%s) - started)) s"
 echo "tests: $passed passed, $failed failed"
