@@ -52,6 +52,12 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install 
 cmd_install() {
     local missing=() p
     for p in "${PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+    if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" -ne 0 ]; then
+        # Installing packages takes root: go through sudo when it can run without a password.
+        command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+            die "missing ${missing[*]}: run 'sudo $0 install' once, or install them with apt-get"
+        exec sudo -n bash "$0" install
+    fi
     if [ ${#missing[@]} -gt 0 ]; then
         note "installing ${missing[*]}"
         # Never let a package start its own service on the default ports: tests start their own.
