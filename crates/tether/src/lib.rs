@@ -51,6 +51,7 @@
 //!
 //! `docs/architecture.md` and `docs/protocol.md` in the repository hold the full picture.
 
+pub mod balance;
 mod client;
 mod cluster;
 mod config;
