@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use tether::{CallOptions, Client, ClientConfig};
+use tether::{CallOptions, Client, ClientConfig, Cluster};
 use tether_examples::CalculatorClient;
 
 /// Calls `demo.Calculator` on the providers a registry lists, or on one provider.
@@ -40,6 +40,17 @@ struct Args {
     /// three heartbeats).
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
+    /// The load balancer: random, weighted_random, round_robin, smooth_weighted_round_robin,
+    /// hash, source_ip_hash, consistent_hash, least_active, p2c_peak_ewma.
+    #[arg(long, default_value = "random")]
+    balance: String,
+    /// What a failed call does: failover, failfast, failsafe, forking, broadcast.
+    #[arg(long, default_value = "failover")]
+    cluster: String,
+    /// How long a fresh provider's weight takes to grow to full, in milliseconds (the
+    /// library's default is 10 minutes; the demo starts with full weights).
+    #[arg(long, default_value_t = 0)]
+    warmup_ms: u64,
 }
 
 #[tokio::main]
@@ -50,6 +61,10 @@ async fn main() -> anyhow::Result<()> {
     config.timeout = Duration::from_millis(args.timeout_ms);
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.idle_timeout = args.idle_timeout_ms.map(Duration::from_millis);
+    config.balance = args.balance.clone();
+    config.warmup = Duration::from_millis(args.warmup_ms);
+    config.cluster = Cluster::from_name(&args.cluster)
+        .ok_or_else(|| anyhow::anyhow!("unknown cluster strategy `{}`", args.cluster))?;
     let builder = Client::builder().config(config);
     let client = match &args.addr {
         Some(addr) => {
@@ -81,8 +96,11 @@ async fn main() -> anyhow::Result<()> {
         .with_options(CallOptions::default().with_wait_for_ready(true));
     for i in 0..args.calls {
         let n = i as i64;
-        match calculator.add(n, n).await {
-            Ok(sum) => println!("call {i}: add({n}, {n}) = {sum}"),
+        match calculator.sum(n, n).await {
+            Ok(answer) => println!(
+                "call {i}: add({n}, {n}) = {} from {}",
+                answer.value, answer.provider
+            ),
             Err(error) => println!("call {i}: error {:?}: {error}", error.kind()),
         }
         if args.every > 0 && i + 1 < args.calls {

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     config.weight = args.weight;
     let mut builder = Server::builder()
         .config(config)
-        .serve(CalculatorServer::new(Calc::default()));
+        .serve(CalculatorServer::new(Calc::at(&args.addr)));
     if args.registry != "none" {
         builder = builder.registry(tether::registry::connect(&args.registry).await?);
     }

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The provider: serve the calculator on a port the OS picks, and announce it.
     let server = Server::builder()
-        .serve(CalculatorServer::new(Calc::default()))
+        .serve(CalculatorServer::new(Calc::at("quickstart")))
         .registry(registry.clone())
         .bind("127.0.0.1:0")
         .await?;

@@ -37,15 +37,38 @@ pub trait Calculator {
 
     /// How many calls this provider has answered.
     async fn calls(&self) -> u64;
+
+    /// The sum of `a` and `b`, with the address of the provider that computed it: how the
+    /// consumer shows where each call went.
+    #[idempotent]
+    async fn sum(&self, a: i64, b: i64) -> Answer;
+}
+
+/// A value and the provider that computed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// The value.
+    pub value: i64,
+    /// The provider's address, as it announces it.
+    pub provider: String,
 }
 
 /// The provider's implementation.
 #[derive(Debug, Default)]
 pub struct Calc {
     calls: AtomicU64,
+    address: String,
 }
 
 impl Calc {
+    /// A calculator that names itself `address` in its answers.
+    pub fn at(address: impl Into<String>) -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            address: address.into(),
+        }
+    }
+
     fn count(&self) -> u64 {
         self.calls.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -69,6 +92,14 @@ impl Calculator for Calc {
 
     async fn calls(&self) -> u64 {
         self.count()
+    }
+
+    async fn sum(&self, a: i64, b: i64) -> Answer {
+        self.count();
+        Answer {
+            value: a.wrapping_add(b),
+            provider: self.address.clone(),
+        }
     }
 }
 

@@ -45,12 +45,76 @@ pub struct ClientConfig {
     /// instead of failing at once as unavailable. [`CallOptions`](crate::CallOptions) can
     /// override it per client handle. Default: false.
     pub wait_for_ready: bool,
+    /// The load balancer of a client with several providers, by name (see
+    /// [`balance::NAMES`](crate::balance::NAMES)); `ClientBuilder::balancer` sets one by type.
+    /// Default: `random`.
+    pub balance: String,
+    /// What a client with several providers does when a call fails. Default:
+    /// [`Cluster::Failover`] with 2 retries.
+    pub cluster: Cluster,
+    /// How long after a provider starts its weight grows linearly to the full weight, so a
+    /// fresh process is not flooded while it warms up. Default: 10 minutes.
+    pub warmup: Duration,
+    /// Whether a client with several providers connects to each at once, instead of on the
+    /// first call. Default: false.
+    pub eager: bool,
 }
 
 impl ClientConfig {
     /// The idle timeout in force: the one set, or three heartbeat intervals.
     pub fn effective_idle_timeout(&self) -> Duration {
         self.idle_timeout.unwrap_or(self.heartbeat_interval * 3)
+    }
+}
+
+/// What a client with several providers does when a call fails.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Cluster {
+    /// Tries another provider, up to `retries` more times within the call's deadline; only for
+    /// `#[idempotent]` methods, or when the request certainly never ran (no connection, or the
+    /// provider answered Overloaded or ShuttingDown).
+    Failover {
+        /// Attempts after the first.
+        retries: u32,
+    },
+    /// One attempt; its failure is the call's.
+    Failfast,
+    /// Logs a failure and answers `fallback` instead, decoded as the method's return type
+    /// (`null` suits `()` and `Option<T>`); if it does not decode, the failure stands.
+    Failsafe {
+        /// The answer in place of a failure, as JSON.
+        fallback: serde_json::Value,
+    },
+    /// Sends the call to `parallel` providers at once; the first success answers.
+    Forking {
+        /// How many providers at most.
+        parallel: usize,
+    },
+    /// Sends the call to every ready provider; fails if any fails, else answers the last reply.
+    Broadcast,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::Failover { retries: 2 }
+    }
+}
+
+impl Cluster {
+    /// The strategy with that name and its default setting: `failover`, `failfast`,
+    /// `failsafe`, `forking`, `broadcast`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "failover" => Self::default(),
+            "failfast" => Self::Failfast,
+            "failsafe" => Self::Failsafe {
+                fallback: serde_json::Value::Null,
+            },
+            "forking" => Self::Forking { parallel: 2 },
+            "broadcast" => Self::Broadcast,
+            _ => return None,
+        })
     }
 }
 
@@ -93,6 +157,10 @@ impl Default for ClientConfig {
             idle_timeout: None,
             reconnect: Backoff::default(),
             wait_for_ready: false,
+            balance: "random".to_owned(),
+            cluster: Cluster::default(),
+            warmup: crate::balance::DEFAULT_WARMUP,
+            eager: false,
         }
     }
 }

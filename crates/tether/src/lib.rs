@@ -64,7 +64,7 @@ mod service;
 mod transport;
 
 pub use client::{CallOptions, Client, ClientBuilder, GenericClient};
-pub use config::{Backoff, ClientConfig, Eviction, ServerConfig};
+pub use config::{Backoff, ClientConfig, Cluster, Eviction, ServerConfig};
 pub use error::{Error, ErrorKind};
 #[cfg(feature = "bincode")]
 pub use serialize::Bincode;

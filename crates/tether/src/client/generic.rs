@@ -84,6 +84,7 @@ impl GenericClient {
             method,
             serialization: Serialization::Json,
             oneway,
+            idempotent: false,
             timeout: self
                 .options
                 .timeout()

@@ -15,6 +15,7 @@ pub use self::generic::GenericClient;
 pub use self::stub::Stub;
 use crate::{
     Serialization,
+    balance::Balancer,
     cluster::Directory,
     config::ClientConfig,
     error::{Error, ErrorKind},
@@ -159,7 +160,9 @@ impl Client {
         match &self.inner.target {
             Target::Direct(channel) => channel.call(request, deadline, wait_for_ready).await,
             Target::Discovered(directory) => {
-                directory.call(request, deadline, wait_for_ready).await
+                directory
+                    .call(request, deadline, wait_for_ready, options)
+                    .await
             }
         }
     }
@@ -169,6 +172,7 @@ impl Client {
 #[derive(Debug, Default)]
 pub struct ClientBuilder {
     config: ClientConfig,
+    balancer: Option<Arc<dyn Balancer>>,
 }
 
 impl ClientBuilder {
@@ -181,6 +185,13 @@ impl ClientBuilder {
     /// The timeout of calls whose options set none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = timeout;
+        self
+    }
+
+    /// The load balancer of a client with several providers, by type; overrides
+    /// [`ClientConfig::balance`].
+    pub fn balancer(mut self, balancer: impl Balancer) -> Self {
+        self.balancer = Some(Arc::new(balancer));
         self
     }
 
@@ -227,8 +238,41 @@ impl ClientBuilder {
         key: ServiceKey,
     ) -> Result<Client, Error> {
         self.check()?;
-        let directory = Directory::follow(registry, key, self.config.clone()).await?;
+        let balancer = self.resolve_balancer()?;
+        let directory = Directory::follow(registry, key, self.config.clone(), balancer).await?;
         Ok(self.client(Target::Discovered(directory)))
+    }
+
+    /// A client of a fixed list of providers, bypassing any registry, balanced and failed over
+    /// like a discovered service. Connections open on the first call, or at once with
+    /// [`ClientConfig::eager`].
+    pub async fn connect_all<I>(self, addrs: I) -> Result<Client, Error>
+    where
+        I: IntoIterator,
+        I::Item: ToSocketAddrs,
+    {
+        self.check()?;
+        let mut resolved = Vec::new();
+        for addr in addrs {
+            resolved.push(resolve(addr).await?);
+        }
+        let balancer = self.resolve_balancer()?;
+        let directory = Directory::fixed(&resolved, self.config.clone(), balancer).await;
+        Ok(self.client(Target::Discovered(directory)))
+    }
+
+    fn resolve_balancer(&self) -> Result<Arc<dyn Balancer>, Error> {
+        if let Some(balancer) = &self.balancer {
+            return Ok(balancer.clone());
+        }
+        let name = &self.config.balance;
+        crate::balance::by_name(name).map(Arc::from).ok_or_else(|| {
+            let known = crate::balance::NAMES.join(", ");
+            Error::new(
+                ErrorKind::InvalidRequest,
+                format!("unknown balancer `{name}` (known: {known})"),
+            )
+        })
     }
 
     fn client(self, target: Target) -> Client {
@@ -273,6 +317,8 @@ async fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, Error> {
 pub struct CallOptions {
     timeout: Option<Duration>,
     wait_for_ready: Option<bool>,
+    hash_key: Option<u64>,
+    source: Option<std::net::IpAddr>,
 }
 
 impl CallOptions {
@@ -285,6 +331,30 @@ impl CallOptions {
     /// The call timeout, if set.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
+    }
+
+    /// These options with a key for the `hash` and `consistent_hash` balancers: calls with the
+    /// same key go to the same provider (while it is there).
+    pub fn with_hash_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.hash_key = Some(crate::balance::stable_hash(key.as_ref()));
+        self
+    }
+
+    /// These options with the address the call is made for, for the `source_ip_hash` balancer
+    /// (a gateway passes its own caller's address).
+    pub fn with_source(mut self, source: std::net::IpAddr) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// The balancer's hash key, if set.
+    pub(crate) fn hash_key(&self) -> Option<u64> {
+        self.hash_key
+    }
+
+    /// The source address, if set.
+    pub(crate) fn source(&self) -> Option<std::net::IpAddr> {
+        self.source
     }
 
     /// These options with calls that, finding no connection ready, wait for one within their

@@ -91,6 +91,7 @@ impl Stub {
             method: method.name(),
             serialization: config.serialization,
             oneway,
+            idempotent: method.is_idempotent(),
             timeout: self.options.timeout().unwrap_or(config.timeout),
             args,
         };

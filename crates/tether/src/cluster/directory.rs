@@ -19,8 +19,13 @@ use futures_util::future::select_all;
 use serde::Serialize;
 use tokio::{sync::watch, time::Instant};
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::{broadcast, failfast, failover, failsafe, forking};
 use crate::{
-    config::ClientConfig,
+    CallOptions,
+    balance::{Balancer, Endpoints, PeakEwma, PickContext, warmed_weight},
+    config::{ClientConfig, Cluster},
     error::{Error, ErrorKind},
     protocol::Frame,
     registry::{Instance, Registry, Role, Subscription},
@@ -28,19 +33,32 @@ use crate::{
     transport::{Channel, ConnectionState, Request},
 };
 
-/// One provider: what the registry says of it, and the connection to it.
+/// One provider: what the registry says of it, the connection to it, and what the balancers
+/// need to know of it.
 #[derive(Clone)]
 pub(crate) struct Provider {
     pub(crate) instance: Instance,
+    pub(crate) address: String,
     pub(crate) channel: Channel,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Calls in flight to a provider and its latency, for `least_active` and `p2c_peak_ewma`.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    in_flight: AtomicU32,
+    latency: PeakEwma,
 }
 
 pub(crate) struct Directory {
     key: ServiceKey,
     config: ClientConfig,
-    registry: Arc<dyn Registry>,
-    /// This process as a consumer of the service, registered while the directory lives.
-    consumer: Instance,
+    balancer: Arc<dyn Balancer>,
+    /// Changes whenever the list of addresses does: consistent hashing rebuilds its ring then.
+    generation: AtomicU64,
+    /// The registry followed and this process as a consumer registered in it while the
+    /// directory lives; `None` for a fixed list of addresses.
+    consumer: Option<(Arc<dyn Registry>, Instance)>,
     providers: Mutex<Arc<Vec<Provider>>>,
     /// Ready while any provider is ready.
     state: watch::Sender<ConnectionState>,
@@ -65,6 +83,7 @@ impl Directory {
         registry: Arc<dyn Registry>,
         key: ServiceKey,
         config: ClientConfig,
+        balancer: Arc<dyn Balancer>,
     ) -> Result<Arc<Self>, Error> {
         let subscription = registry.subscribe(&key).await?;
         let consumer = Instance::consumer(&key, local_host());
@@ -75,14 +94,46 @@ impl Directory {
         let directory = Arc::new(Self {
             key,
             config,
-            registry,
-            consumer,
+            balancer,
+            generation: AtomicU64::new(0),
+            consumer: Some((registry, consumer)),
             providers: Mutex::default(),
             state,
         });
         directory.apply(&subscription.providers()).await;
-        tokio::spawn(run(Arc::downgrade(&directory), subscription));
+        tokio::spawn(run(Arc::downgrade(&directory), Some(subscription)));
         Ok(directory)
+    }
+
+    /// A directory of a fixed list of providers, which never changes.
+    pub(crate) async fn fixed(
+        addrs: &[SocketAddr],
+        config: ClientConfig,
+        balancer: Arc<dyn Balancer>,
+    ) -> Arc<Self> {
+        // No registry: the key and start times are unknown, so nobody warms up.
+        let key = ServiceKey::new("");
+        let instances: Vec<_> = addrs
+            .iter()
+            .map(|addr| {
+                let mut instance = Instance::new(&key, addr.ip().to_string(), addr.port());
+                instance.start_time = 0;
+                instance
+            })
+            .collect();
+        let (state, _) = watch::channel(ConnectionState::Idle);
+        let directory = Arc::new(Self {
+            key,
+            config,
+            balancer,
+            generation: AtomicU64::new(0),
+            consumer: None,
+            providers: Mutex::default(),
+            state,
+        });
+        directory.apply(&instances).await;
+        tokio::spawn(run(Arc::downgrade(&directory), None));
+        directory
     }
 
     fn lock(&self) -> MutexGuard<'_, Arc<Vec<Provider>>> {
@@ -109,33 +160,46 @@ impl Directory {
         let current: HashMap<String, Provider> = self
             .providers()
             .iter()
-            .map(|provider| (provider.instance.address(), provider.clone()))
+            .map(|provider| (provider.address.clone(), provider.clone()))
             .collect();
         let mut next = Vec::with_capacity(instances.len());
         for instance in instances {
-            if let Some(existing) = current.get(&instance.address()) {
+            let address = instance.address();
+            if let Some(existing) = current.get(&address) {
                 next.push(Provider {
                     instance: instance.clone(),
-                    channel: existing.channel.clone(),
+                    ..existing.clone()
                 });
                 continue;
             }
-            match resolve(instance).await {
+            match resolve(&address).await {
                 Some(addr) => {
-                    let channel = Channel::connect_lazy(addr, self.config.clone());
+                    let channel = if self.config.eager {
+                        Channel::connect_lazy(addr, self.config.clone())
+                    } else {
+                        Channel::idle(addr, self.config.clone())
+                    };
+                    let stats = Arc::default();
                     next.push(Provider {
                         instance: instance.clone(),
+                        address,
                         channel,
+                        stats,
                     });
                 }
                 None => {
-                    tracing::warn!(service = %self.key, address = %instance.address(), "cannot resolve a provider's address")
+                    tracing::warn!(service = %self.key, %address, "cannot resolve a provider's address")
                 }
             }
         }
+        let membership_changed =
+            next.len() != current.len() || next.iter().any(|p| !current.contains_key(&p.address));
+        if membership_changed {
+            self.generation.fetch_add(1, Ordering::Relaxed);
+        }
         let added = next
             .iter()
-            .filter(|p| !current.contains_key(&p.instance.address()))
+            .filter(|p| !current.contains_key(&p.address))
             .count();
         let removed = current.len() + added - next.len();
         tracing::info!(service = %self.key, providers = next.len(), added, removed, "providers changed");
@@ -174,51 +238,186 @@ impl Directory {
         });
     }
 
-    /// Sends a request to a ready provider, chosen at random. With none ready, waits while a
-    /// first connection to some provider is under way (or always, with `wait_for_ready`) until
-    /// `deadline`; otherwise fails fast as unavailable.
+    /// Sends a request as the cluster strategy says.
     pub(crate) async fn call<A: Serialize + ?Sized>(
         &self,
         request: &Request<'_, A>,
         deadline: Instant,
         wait_for_ready: bool,
+        options: &CallOptions,
     ) -> Result<Option<Frame>, Error> {
-        let mut state = self.state.subscribe();
-        loop {
-            if let Some(channel) = self.pick() {
-                return channel.call(request, deadline, false).await;
-            }
-            let connecting = self.providers().iter().any(|p| p.channel.is_connecting());
-            if !(wait_for_ready || connecting) {
-                return Err(self.unavailable());
-            }
-            let changed = tokio::time::timeout_at(deadline, state.changed()).await;
-            match changed {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err(self.unavailable()),
-                Err(_) => return Err(Error::timeout(request.timeout)),
-            }
+        let call = Call {
+            directory: self,
+            request,
+            deadline,
+            wait_for_ready,
+            options,
+        };
+        if request.oneway {
+            return call.once(&[]).await.1;
+        }
+        match &self.config.cluster {
+            Cluster::Failover { retries } => failover::call(&call, *retries).await,
+            Cluster::Failfast => failfast::call(&call).await,
+            Cluster::Failsafe { fallback } => failsafe::call(&call, fallback).await,
+            Cluster::Forking { parallel } => forking::call(&call, *parallel).await,
+            Cluster::Broadcast => broadcast::call(&call).await,
         }
     }
 
-    /// A ready provider's channel, chosen at random without allocating.
-    fn pick(&self) -> Option<Channel> {
-        let providers = self.lock();
-        let ready = providers.iter().filter(|p| p.channel.is_ready()).count();
-        if ready == 0 {
-            return None;
+    /// The providers as the balancers see them, `excluded` counting as not ready.
+    fn view<'a>(&self, providers: &'a [Provider], excluded: &'a [usize]) -> View<'a> {
+        let now_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        View {
+            providers,
+            excluded,
+            now: Instant::now(),
+            now_unix_ms,
+            warmup: self.config.warmup,
         }
-        let chosen = fastrand::usize(..ready);
-        providers
-            .iter()
-            .filter(|p| p.channel.is_ready())
-            .nth(chosen)
-            .map(|p| p.channel.clone())
     }
 
-    fn unavailable(&self) -> Error {
+    pub(crate) fn unavailable(&self) -> Error {
         let message = format!("no provider of {} is ready: {}", self.key, self.state());
         Error::new(ErrorKind::Unavailable, message)
+    }
+}
+
+/// One call on its way through the cluster strategy.
+pub(crate) struct Call<'a, A: ?Sized> {
+    pub(crate) directory: &'a Directory,
+    pub(crate) request: &'a Request<'a, A>,
+    pub(crate) deadline: Instant,
+    wait_for_ready: bool,
+    options: &'a CallOptions,
+}
+
+impl<A: Serialize + ?Sized> Call<'_, A> {
+    /// One attempt on a provider the balancer picks among the ready ones not `excluded`;
+    /// returns the provider's index (if one was picked) and the outcome. With none ready, wakes
+    /// idle providers and waits while a connection is being opened (or always, with
+    /// `wait_for_ready`) until the deadline; otherwise fails fast as unavailable.
+    pub(crate) async fn once(
+        &self,
+        excluded: &[usize],
+    ) -> (Option<usize>, Result<Option<Frame>, Error>) {
+        let directory = self.directory;
+        let mut state = directory.state.subscribe();
+        loop {
+            if let Some((providers, index)) = self.pick(excluded) {
+                let outcome = providers[index].call(self.request, self.deadline).await;
+                return (Some(index), outcome);
+            }
+            let providers = directory.providers();
+            let mut connecting = false;
+            for (index, provider) in providers.iter().enumerate() {
+                provider.channel.wake();
+                connecting |= !excluded.contains(&index) && provider.channel.is_connecting();
+            }
+            if !(self.wait_for_ready || connecting) {
+                return (None, Err(directory.unavailable()));
+            }
+            match tokio::time::timeout_at(self.deadline, state.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return (None, Err(directory.unavailable())),
+                Err(_) => return (None, Err(Error::timeout(self.request.timeout))),
+            }
+        }
+    }
+
+    /// The providers now and the one the balancer picks among the ready ones not `excluded`.
+    pub(crate) fn pick(&self, excluded: &[usize]) -> Option<(Arc<Vec<Provider>>, usize)> {
+        let directory = self.directory;
+        let providers = directory.providers();
+        let mut context = PickContext::new(directory.generation.load(Ordering::Relaxed));
+        if let Some(key) = self.options.hash_key() {
+            context = context.with_hash_key(key);
+        }
+        if let Some(source) = self.options.source() {
+            context = context.with_source(source);
+        }
+        let index = directory
+            .balancer
+            .pick(&directory.view(&providers, excluded), &context)?;
+        Some((providers, index))
+    }
+
+    /// One attempt on `provider`.
+    pub(crate) async fn on(&self, provider: &Provider) -> Result<Option<Frame>, Error> {
+        provider.call(self.request, self.deadline).await
+    }
+}
+
+impl Provider {
+    /// Sends one request, counting it in flight and timing it for the balancers.
+    async fn call<A: Serialize + ?Sized>(
+        &self,
+        request: &Request<'_, A>,
+        deadline: Instant,
+    ) -> Result<Option<Frame>, Error> {
+        /// Counts the call out again however it ends, dropped futures included.
+        struct InFlight<'a>(&'a Stats);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight(&self.stats);
+        let started = Instant::now();
+        let outcome = self.channel.call(request, deadline, false).await;
+        if outcome.is_ok() {
+            let now = Instant::now();
+            self.stats.latency.observe(now - started, now.into_std());
+        }
+        outcome
+    }
+}
+
+/// The providers as a balancer sees them.
+struct View<'a> {
+    providers: &'a [Provider],
+    excluded: &'a [usize],
+    now: Instant,
+    now_unix_ms: u64,
+    warmup: Duration,
+}
+
+impl Endpoints for View<'_> {
+    fn len(&self) -> usize {
+        self.providers.len()
+    }
+
+    fn address(&self, index: usize) -> &str {
+        &self.providers[index].address
+    }
+
+    fn weight(&self, index: usize) -> u32 {
+        let instance = &self.providers[index].instance;
+        let uptime = Duration::from_millis(self.now_unix_ms.saturating_sub(instance.start_time));
+        warmed_weight(instance.weight, uptime, self.warmup)
+    }
+
+    fn is_ready(&self, index: usize) -> bool {
+        !self.excluded.contains(&index) && self.providers[index].channel.is_ready()
+    }
+
+    fn in_flight(&self, index: usize) -> u32 {
+        self.providers[index]
+            .stats
+            .in_flight
+            .load(Ordering::Relaxed)
+    }
+
+    fn load(&self, index: usize) -> f64 {
+        let stats = &self.providers[index].stats;
+        stats
+            .latency
+            .load(self.now.into_std(), stats.in_flight.load(Ordering::Relaxed))
     }
 }
 
@@ -226,9 +425,9 @@ impl Drop for Directory {
     fn drop(&mut self) {
         // Best effort, and only inside a runtime: the registry also forgets a consumer whose
         // session, lease or TTL ends.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let registry = self.registry.clone();
-            let consumer = self.consumer.clone();
+        if let (Some((registry, consumer)), Ok(runtime)) =
+            (self.consumer.take(), tokio::runtime::Handle::try_current())
+        {
             runtime.spawn(async move { registry.deregister(Role::Consumer, &consumer).await });
         }
     }
@@ -242,15 +441,12 @@ fn local_host() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-async fn resolve(instance: &Instance) -> Option<SocketAddr> {
-    tokio::net::lookup_host(instance.address())
-        .await
-        .ok()?
-        .next()
+async fn resolve(address: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(address).await.ok()?.next()
 }
 
 /// Follows the subscription and the providers' states until the directory is dropped.
-async fn run(directory: Weak<Directory>, mut subscription: Subscription) {
+async fn run(directory: Weak<Directory>, mut subscription: Option<Subscription>) {
     loop {
         let Some(states) = directory.upgrade().map(|d| {
             d.providers()
@@ -269,7 +465,12 @@ async fn run(directory: Weak<Directory>, mut subscription: Subscription) {
             let _ = select_all(changes).await;
         };
         tokio::select! {
-            providers = subscription.changed() => {
+            providers = async {
+                match subscription.as_mut() {
+                    Some(subscription) => subscription.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 let Some(directory) = directory.upgrade() else { return };
                 match providers {
                     Some(providers) => directory.apply(&providers).await,

@@ -34,6 +34,8 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectionState {
+    /// Not connected, and not trying: the connection opens on the first call.
+    Idle,
     /// The first connection attempt is under way.
     Connecting,
     /// Connected: calls go out.
@@ -64,7 +66,7 @@ impl ConnectionState {
     pub fn is_connecting(&self) -> bool {
         matches!(
             self,
-            Self::Connecting | Self::Reconnecting { failures: 0, .. }
+            Self::Idle | Self::Connecting | Self::Reconnecting { failures: 0, .. }
         )
     }
 }
@@ -72,6 +74,7 @@ impl ConnectionState {
 impl fmt::Display for ConnectionState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Idle => f.write_str("idle"),
             Self::Connecting => f.write_str("connecting"),
             Self::Ready => f.write_str("ready"),
             Self::Reconnecting {
@@ -106,6 +109,8 @@ pub(crate) struct Channel {
 struct Inner {
     addr: SocketAddr,
     config: ClientConfig,
+    /// Starts the first attempt of an idle channel.
+    wake: tokio::sync::Notify,
     /// The ready connection, if any; what calls use.
     current: Mutex<Option<Connection>>,
     state: watch::Sender<ConnectionState>,
@@ -134,17 +139,34 @@ impl Channel {
     /// Connects once and fails if that attempt fails; reconnects by itself afterwards.
     pub(crate) async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<Self, Error> {
         let connection = Connection::connect(addr, &config).await?;
-        Ok(Self::start(addr, config, Some(connection)))
+        Ok(Self::start(addr, config, Some(connection), false))
     }
 
     /// Starts connecting in the background and returns at once.
     pub(crate) fn connect_lazy(addr: SocketAddr, config: ClientConfig) -> Self {
-        Self::start(addr, config, None)
+        Self::start(addr, config, None, false)
     }
 
-    fn start(addr: SocketAddr, config: ClientConfig, first: Option<Connection>) -> Self {
+    /// Makes no attempt until [`Channel::wake`] or a call.
+    pub(crate) fn idle(addr: SocketAddr, config: ClientConfig) -> Self {
+        Self::start(addr, config, None, true)
+    }
+
+    /// Starts an idle channel's first attempt; does nothing to one that is not idle.
+    pub(crate) fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    fn start(
+        addr: SocketAddr,
+        config: ClientConfig,
+        first: Option<Connection>,
+        idle: bool,
+    ) -> Self {
         let initial = if first.is_some() {
             ConnectionState::Ready
+        } else if idle {
+            ConnectionState::Idle
         } else {
             ConnectionState::Connecting
         };
@@ -153,6 +175,7 @@ impl Channel {
             addr,
             config,
             current: Mutex::new(first.clone()),
+            wake: tokio::sync::Notify::new(),
             state,
         });
         let stop = CancellationToken::new();
@@ -213,6 +236,7 @@ impl Channel {
         timeout: Duration,
         wait_for_ready: bool,
     ) -> Result<Connection, Error> {
+        self.wake();
         let mut state = self.inner.state.subscribe();
         let waited = tokio::time::timeout_at(deadline, async {
             loop {
@@ -292,6 +316,15 @@ async fn supervise(inner: Arc<Inner>, first: Option<Connection>, stop: Cancellat
     let mut backoff = Backoff::new(config.reconnect, fastrand::Rng::new());
     let mut connection = first;
     let mut wait = Duration::ZERO;
+    if matches!(*inner.state.borrow(), ConnectionState::Idle) {
+        tokio::select! {
+            () = stop.cancelled() => {
+                inner.set_state(ConnectionState::Closed);
+                return;
+            }
+            () = inner.wake.notified() => inner.set_state(ConnectionState::Connecting),
+        }
+    }
     loop {
         if !wait.is_zero() {
             tokio::select! {

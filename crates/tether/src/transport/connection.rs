@@ -51,6 +51,8 @@ pub(crate) struct Request<'a, A: ?Sized> {
     pub(crate) method: &'a str,
     pub(crate) serialization: Serialization,
     pub(crate) oneway: bool,
+    /// The method may run twice without harm, so a failed call may be retried elsewhere.
+    pub(crate) idempotent: bool,
     pub(crate) timeout: Duration,
     pub(crate) args: &'a A,
 }
