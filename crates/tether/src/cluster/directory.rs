@@ -448,11 +448,16 @@ async fn resolve(address: &str) -> Option<SocketAddr> {
 /// Follows the subscription and the providers' states until the directory is dropped.
 async fn run(directory: Weak<Directory>, mut subscription: Option<Subscription>) {
     loop {
+        // Subscribe to every provider's state first, then fold the states in: a change that
+        // happened before the subscription is seen by the fold, one after it wakes the loop.
         let Some(states) = directory.upgrade().map(|d| {
-            d.providers()
+            let states: Vec<_> = d
+                .providers()
                 .iter()
                 .map(|p| p.channel.watch_state())
-                .collect::<Vec<_>>()
+                .collect();
+            d.refresh_state();
+            states
         }) else {
             return;
         };
