@@ -11,6 +11,8 @@
 //! the latest set it was told, keeps it while the registry is unreachable, and never has to
 //! replay a stream of events.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod file;
 mod instance;
 mod memory;
@@ -22,6 +24,8 @@ use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
+#[cfg(feature = "etcd")]
+pub use self::etcd::EtcdRegistry;
 #[cfg(feature = "zookeeper")]
 pub use self::zookeeper::ZooKeeperRegistry;
 pub use self::{
@@ -158,6 +162,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         "zookeeper" => Ok(Arc::new(
             ZooKeeperRegistry::connect(location, config).await?,
         )),
+        #[cfg(feature = "etcd")]
+        "etcd" => Ok(Arc::new(EtcdRegistry::connect(location, config).await?)),
         _ => Err(registry_error(format!(
             "registry scheme `{scheme}` is not supported by this build (its feature may be off)"
         ))),
