@@ -81,7 +81,8 @@ pub enum Cluster {
     /// One attempt; its failure is the call's.
     Failfast,
     /// Logs a failure and answers `fallback` instead, decoded as the method's return type
-    /// (`null` suits `()` and `Option<T>`); if it does not decode, the failure stands.
+    /// (`null` suits `()` and `Option<T>`); a fallback that does not decode as that type makes
+    /// the call fail with a serialization error (the original failure is in the log).
     Failsafe {
         /// The answer in place of a failure, as JSON.
         fallback: serde_json::Value,

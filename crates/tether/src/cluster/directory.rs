@@ -19,7 +19,7 @@ use futures_util::future::select_all;
 use serde::Serialize;
 use tokio::{sync::watch, time::Instant};
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::{broadcast, failfast, failover, failsafe, forking};
 use crate::{
@@ -56,6 +56,9 @@ pub(crate) struct Directory {
     balancer: Arc<dyn Balancer>,
     /// Changes whenever the list of addresses does: consistent hashing rebuilds its ring then.
     generation: AtomicU64,
+    /// Set by the first call: from then on a new provider connects at once rather than idly
+    /// waiting for a call that, with other providers ready, would never pick it.
+    in_use: AtomicBool,
     /// The registry followed and this process as a consumer registered in it while the
     /// directory lives; `None` for a fixed list of addresses.
     consumer: Option<(Arc<dyn Registry>, Instance)>,
@@ -96,6 +99,7 @@ impl Directory {
             config,
             balancer,
             generation: AtomicU64::new(0),
+            in_use: AtomicBool::new(false),
             consumer: Some((registry, consumer)),
             providers: Mutex::default(),
             state,
@@ -127,6 +131,7 @@ impl Directory {
             config,
             balancer,
             generation: AtomicU64::new(0),
+            in_use: AtomicBool::new(false),
             consumer: None,
             providers: Mutex::default(),
             state,
@@ -174,7 +179,7 @@ impl Directory {
             }
             match resolve(&address).await {
                 Some(addr) => {
-                    let channel = if self.config.eager {
+                    let channel = if self.config.eager || self.in_use.load(Ordering::Relaxed) {
                         Channel::connect_lazy(addr, self.config.clone())
                     } else {
                         Channel::idle(addr, self.config.clone())
@@ -246,6 +251,12 @@ impl Directory {
         wait_for_ready: bool,
         options: &CallOptions,
     ) -> Result<Option<Frame>, Error> {
+        if !self.in_use.swap(true, Ordering::Relaxed) {
+            // The first call opens the connections the configuration left idle.
+            for provider in self.providers().iter() {
+                provider.channel.wake();
+            }
+        }
         let call = Call {
             directory: self,
             request,
