@@ -17,6 +17,8 @@ mod file;
 mod instance;
 mod memory;
 mod path;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "zookeeper")]
 mod zookeeper;
 
@@ -26,6 +28,8 @@ use tokio::sync::watch;
 
 #[cfg(feature = "etcd")]
 pub use self::etcd::EtcdRegistry;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisRegistry;
 #[cfg(feature = "zookeeper")]
 pub use self::zookeeper::ZooKeeperRegistry;
 pub use self::{
@@ -164,6 +168,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Registry>, Error> {
         )),
         #[cfg(feature = "etcd")]
         "etcd" => Ok(Arc::new(EtcdRegistry::connect(location, config).await?)),
+        #[cfg(feature = "redis")]
+        "redis" => Ok(Arc::new(RedisRegistry::connect(location, config).await?)),
         _ => Err(registry_error(format!(
             "registry scheme `{scheme}` is not supported by this build (its feature may be off)"
         ))),
