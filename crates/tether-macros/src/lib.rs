@@ -61,7 +61,9 @@ use proc_macro::TokenStream;
 /// write `async fn`. Method attributes:
 /// - `#[oneway]`: the caller does not wait for a reply; the method must not return a value;
 /// - `#[idempotent]`: calling the method twice does no harm, so a failed call may be retried on
-///   another provider.
+///   another provider;
+/// - `#[hash_key(arg, …)]`: the named arguments key the `hash` and `consistent_hash` balancers,
+///   so calls with equal values of them reach the same provider.
 ///
 /// Generated, with the trait's visibility: `CalculatorClient` (`new(tether::Client)`,
 /// `with_options(tether::CallOptions)`, `client()`, `DESCRIPTOR` and one method per service

@@ -89,4 +89,10 @@ pub mod __private {
     pub use crate::client::Stub;
     pub use crate::server::{Call, DispatchError, ServiceDispatch};
     pub use crate::service::{MethodDescriptor, ServiceDescriptor};
+
+    /// The hash balancers' key for the arguments a method names in `#[hash_key(..)]`: their JSON,
+    /// hashed with [`stable_hash`](crate::balance::stable_hash), so every process agrees.
+    pub fn hash_key<T: serde::Serialize + ?Sized>(arguments: &T) -> u64 {
+        crate::balance::stable_hash(&serde_json::to_vec(arguments).unwrap_or_default())
+    }
 }

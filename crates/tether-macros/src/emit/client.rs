@@ -77,10 +77,18 @@ fn client_method(index: usize, method: &MethodDef) -> TokenStream {
     let args_struct = emit_args_struct(method);
     let index = Literal::usize_unsuffixed(index);
     let output = method.output_type();
-    let call = if method.oneway {
-        quote!(self.stub.oneway::<__Args>)
+    // With `#[hash_key(..)]`, the named arguments key the hash balancers, hashed the same way
+    // in every process.
+    let stub = if method.hash_key.is_empty() {
+        quote!(self.stub)
     } else {
-        quote!(self.stub.call::<__Args, #output>)
+        let keys = &method.hash_key;
+        quote!(self.stub.with_hash_key(::tether::__private::hash_key(&(#(&#keys,)*))))
+    };
+    let call = if method.oneway {
+        quote!(#stub.oneway::<__Args>)
+    } else {
+        quote!(#stub.call::<__Args, #output>)
     };
     quote! {
         #(#docs)*

@@ -44,7 +44,9 @@ pub(crate) fn failure(error: syn::Error, item: TokenStream) -> TokenStream {
     for trait_item in &mut item.items {
         if let TraitItem::Fn(method) = trait_item {
             method.attrs.retain(|attr| {
-                !attr.path().is_ident("oneway") && !attr.path().is_ident("idempotent")
+                !["oneway", "idempotent", "hash_key"]
+                    .iter()
+                    .any(|consumed| attr.path().is_ident(consumed))
             });
             if method.default.is_none() {
                 unpattern_arguments(method);

@@ -2,8 +2,8 @@
 
 use quote::quote;
 use syn::{
-    Attribute, FnArg, GenericArgument, GenericParam, Pat, PatType, PathArguments, Receiver,
-    ReturnType, TraitItemFn, Type,
+    Attribute, FnArg, GenericArgument, GenericParam, Ident, Pat, PatType, PathArguments, Receiver,
+    ReturnType, Token, TraitItemFn, Type, punctuated::Punctuated,
 };
 
 use super::{ArgDef, Errors, MethodDef};
@@ -13,6 +13,7 @@ use super::{ArgDef, Errors, MethodDef};
 pub(super) fn method(item: &TraitItemFn, errors: &mut Errors) -> Option<MethodDef> {
     let sig = &item.sig;
     let (attrs, oneway, idempotent) = method_attrs(&item.attrs, errors);
+    let hash_key = hash_key(&item.attrs, errors);
 
     if let Some(constness) = &sig.constness {
         errors.error(constness, "service methods cannot be `const`");
@@ -86,6 +87,18 @@ pub(super) fn method(item: &TraitItemFn, errors: &mut Errors) -> Option<MethodDe
         );
     }
 
+    for key in &hash_key {
+        if !args.iter().any(|arg| arg.ident == *key) {
+            errors.error(
+                key,
+                format_args!(
+                    "`#[hash_key]` names `{key}`, which is not an argument of `{}`",
+                    sig.ident
+                ),
+            );
+        }
+    }
+
     Some(MethodDef {
         attrs,
         fn_token: sig.fn_token,
@@ -96,7 +109,31 @@ pub(super) fn method(item: &TraitItemFn, errors: &mut Errors) -> Option<MethodDe
         default: item.default.clone(),
         oneway,
         idempotent,
+        hash_key,
     })
+}
+
+/// The arguments `#[hash_key(a, b)]` names, whose values key the hash balancers.
+fn hash_key(attrs: &[Attribute], errors: &mut Errors) -> Vec<Ident> {
+    let mut keys = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("hash_key")) {
+        if !keys.is_empty() {
+            errors.error(attr, "`#[hash_key]` is given twice");
+            continue;
+        }
+        match attr.parse_args_with(Punctuated::<Ident, Token![,]>::parse_terminated) {
+            Ok(names) if !names.is_empty() => keys.extend(names),
+            Ok(_) => errors.error(
+                attr,
+                "`#[hash_key]` names at least one argument: `#[hash_key(user_id)]`",
+            ),
+            Err(_) => errors.error(
+                attr,
+                "`#[hash_key]` takes argument names: `#[hash_key(user_id)]`",
+            ),
+        }
+    }
+    keys
 }
 
 /// Splits a method's attributes into those kept on the trait and the flags this macro consumes.
@@ -107,6 +144,9 @@ fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> (Vec<Attribute>, bo
             (&mut oneway, "oneway")
         } else if attr.path().is_ident("idempotent") {
             (&mut idempotent, "idempotent")
+        } else if attr.path().is_ident("hash_key") {
+            // Read by `hash_key`; consumed here.
+            continue;
         } else {
             if attr.path().is_ident("cfg") {
                 errors.error(

@@ -40,7 +40,8 @@ pub(crate) struct ServiceDef {
 
 /// One `async fn` of the service trait.
 pub(crate) struct MethodDef {
-    /// The attributes kept on the trait's method: all but `#[oneway]` and `#[idempotent]`.
+    /// The attributes kept on the trait's method: all but `#[oneway]`, `#[idempotent]` and
+    /// `#[hash_key]`.
     pub(crate) attrs: Vec<Attribute>,
     pub(crate) fn_token: Token![fn],
     pub(crate) ident: Ident,
@@ -53,6 +54,8 @@ pub(crate) struct MethodDef {
     pub(crate) default: Option<Block>,
     pub(crate) oneway: bool,
     pub(crate) idempotent: bool,
+    /// The arguments `#[hash_key(..)]` names: the hash balancers' key; empty without it.
+    pub(crate) hash_key: Vec<Ident>,
 }
 
 /// One `name: Type` argument of a method.

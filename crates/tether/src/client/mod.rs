@@ -347,6 +347,12 @@ impl CallOptions {
         self
     }
 
+    /// These options with an already hashed key.
+    pub(crate) fn with_hash_key_value(mut self, key: u64) -> Self {
+        self.hash_key = Some(key);
+        self
+    }
+
     /// The balancer's hash key, if set.
     pub(crate) fn hash_key(&self) -> Option<u64> {
         self.hash_key

@@ -54,6 +54,14 @@ impl Stub {
         }
     }
 
+    /// This stub with `key` as the hash balancers' key, for one call.
+    pub fn with_hash_key(&self, key: u64) -> Self {
+        Self {
+            options: self.options.clone().with_hash_key_value(key),
+            ..self.clone()
+        }
+    }
+
     /// The client underneath.
     pub fn client(&self) -> &Client {
         &self.client
