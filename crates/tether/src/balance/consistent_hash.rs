@@ -1,10 +1,10 @@
 //! A hash ring with virtual nodes.
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{
-    Balancer, Endpoints, PickContext, StableHasher, eligible_count, is_eligible, mix,
+    Balancer, Endpoints, PickContext, SeededRng, StableHasher, eligible_count, is_eligible, mix,
     random_eligible,
 };
 
@@ -26,7 +26,7 @@ use super::{
 pub struct ConsistentHash {
     virtual_nodes: usize,
     ring: RwLock<Ring>,
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 #[derive(Default)]
@@ -55,13 +55,13 @@ impl ConsistentHash {
     /// A balancer with 160 virtual nodes per endpoint whose keyless picks use an RNG seeded
     /// from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::from_rng(SeededRng::default())
     }
 
     /// A balancer with 160 virtual nodes per endpoint whose keyless picks are determined by
     /// `seed` (the ring never depends on it).
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
+        Self::from_rng(SeededRng::with_seed(seed))
     }
 
     /// Sets the number of virtual nodes per endpoint (at least 1). More spread the keys more
@@ -72,11 +72,11 @@ impl ConsistentHash {
         self
     }
 
-    fn from_rng(rng: fastrand::Rng) -> Self {
+    fn from_rng(rng: SeededRng) -> Self {
         Self {
             virtual_nodes: Self::DEFAULT_VIRTUAL_NODES,
             ring: RwLock::default(),
-            rng: Mutex::new(rng),
+            rng,
         }
     }
 

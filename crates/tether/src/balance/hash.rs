@@ -1,8 +1,8 @@
 //! The argument hash modulo the number of eligible endpoints.
 
-use std::sync::Mutex;
-
-use super::{Balancer, Endpoints, PickContext, eligible_count, mix, nth_eligible, random_eligible};
+use super::{
+    Balancer, Endpoints, PickContext, SeededRng, eligible_count, mix, nth_eligible, random_eligible,
+};
 
 /// Sends calls with the same [`hash_key`](PickContext::hash_key) to the same endpoint (`hash`
 /// in config): the key, spread by a 64-bit finalizer, modulo the number of eligible endpoints.
@@ -11,32 +11,22 @@ use super::{Balancer, Endpoints, PickContext, eligible_count, mix, nth_eligible,
 /// count changes and most keys move (from n to n + 1 endpoints, all but about 1/(n + 1) of
 /// them). Where keys should stay put, use [`ConsistentHash`](super::ConsistentHash), which moves
 /// only about 1/(n + 1). A call without a key goes to a random eligible endpoint.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Hash {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl Hash {
     /// A balancer whose keyless picks use an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose keyless picks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for Hash {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

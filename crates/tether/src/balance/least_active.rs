@@ -1,39 +1,27 @@
 //! Fewest calls in flight.
 
+use super::{Balancer, Endpoints, PickContext, SeededRng, is_eligible};
 use std::cmp::Reverse;
-use std::sync::Mutex;
-
-use super::{Balancer, Endpoints, PickContext, is_eligible, lock};
 
 /// Picks the eligible endpoint with the fewest [calls in flight](Endpoints::in_flight)
 /// (`least_active` in config); among those, the one with the highest weight; among those, one
 /// at random. A slow provider accumulates calls in flight and so gets fewer new ones.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LeastActive {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl LeastActive {
     /// A balancer whose tie-breaks use an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose tie-breaks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for LeastActive {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -64,7 +52,7 @@ impl Balancer for LeastActive {
         let n = if ties == 1 {
             0
         } else {
-            lock(&self.rng).usize(..ties)
+            self.rng.lock().usize(..ties)
         };
         eligible().filter(|&index| rank(index) == best).nth(n)
     }

@@ -259,12 +259,33 @@ fn nth_eligible(endpoints: &dyn Endpoints, n: usize) -> Option<usize> {
         .nth(n)
 }
 
+/// The RNG of a randomized balancer: seeded from entropy by default, or from a seed so that its
+/// picks repeat exactly (in tests).
+#[derive(Debug)]
+struct SeededRng(Mutex<fastrand::Rng>);
+
+impl SeededRng {
+    fn with_seed(seed: u64) -> Self {
+        Self(Mutex::new(fastrand::Rng::with_seed(seed)))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, fastrand::Rng> {
+        lock(&self.0)
+    }
+}
+
+impl Default for SeededRng {
+    fn default() -> Self {
+        Self(Mutex::new(fastrand::Rng::new()))
+    }
+}
+
 /// A uniformly random eligible endpoint.
-fn random_eligible(endpoints: &dyn Endpoints, rng: &Mutex<fastrand::Rng>) -> Option<usize> {
+fn random_eligible(endpoints: &dyn Endpoints, rng: &SeededRng) -> Option<usize> {
     match eligible_count(endpoints) {
         0 => None,
         count => {
-            let n = lock(rng).usize(..count);
+            let n = rng.lock().usize(..count);
             nth_eligible(endpoints, n)
         }
     }

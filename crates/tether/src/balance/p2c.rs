@@ -1,8 +1,6 @@
 //! Power of two choices over the endpoints' load.
 
-use std::sync::Mutex;
-
-use super::{Balancer, Endpoints, PickContext, eligible_count, is_eligible, lock};
+use super::{Balancer, Endpoints, PickContext, SeededRng, eligible_count, is_eligible};
 
 /// Picks two distinct eligible endpoints at random and takes the one with the lower
 /// [`load`](Endpoints::load) (`p2c_peak_ewma` in config): the peak-EWMA latency of
@@ -13,32 +11,22 @@ use super::{Balancer, Endpoints, PickContext, eligible_count, is_eligible, lock}
 /// sending a burst to a single "best" one, and cost O(1) load reads. The most loaded endpoint is
 /// never picked while there are two or more; a NaN load counts as the highest. On equal loads
 /// the first of the two random choices wins.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PowerOfTwoChoices {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl PowerOfTwoChoices {
     /// A balancer with an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose picks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for PowerOfTwoChoices {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -53,7 +41,7 @@ impl Balancer for PowerOfTwoChoices {
             0 => return None,
             1 => (0, None),
             _ => {
-                let mut rng = lock(&self.rng);
+                let mut rng = self.rng.lock();
                 let first = rng.usize(..count);
                 // Uniform over the others: draw from one fewer and step over `first`.
                 let second = rng.usize(..count - 1);

@@ -1,36 +1,24 @@
 //! Uniform random choice.
 
-use std::sync::Mutex;
-
-use super::{Balancer, Endpoints, PickContext, random_eligible};
+use super::{Balancer, Endpoints, PickContext, SeededRng, random_eligible};
 
 /// Picks an eligible endpoint uniformly at random, ignoring weights (`random` in config).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Random {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl Random {
     /// A balancer with an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose picks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for Random {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -1,11 +1,10 @@
 //! The caller's IP address modulo the number of eligible endpoints.
 
-use std::net::IpAddr;
-use std::sync::Mutex;
-
 use super::{
-    Balancer, Endpoints, PickContext, eligible_count, nth_eligible, random_eligible, stable_hash,
+    Balancer, Endpoints, PickContext, SeededRng, eligible_count, nth_eligible, random_eligible,
+    stable_hash,
 };
+use std::net::IpAddr;
 
 /// Sends every call from one IP address to the same endpoint while the eligible endpoints stay
 /// the same (`source_ip_hash` in config): [`stable_hash`] of the address's octets modulo the
@@ -14,32 +13,22 @@ use super::{
 /// An IPv4-mapped IPv6 address counts as its IPv4 address. Like [`Hash`](super::Hash), a change
 /// in the eligible endpoints moves most sources. A call without a source goes to a random
 /// eligible endpoint.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SourceIpHash {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl SourceIpHash {
     /// A balancer whose sourceless picks use an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose sourceless picks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for SourceIpHash {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

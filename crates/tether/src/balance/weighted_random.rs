@@ -1,37 +1,25 @@
 //! Random choice in proportion to weight.
 
-use std::sync::Mutex;
-
-use super::{Balancer, Endpoints, PickContext, is_eligible, lock};
+use super::{Balancer, Endpoints, PickContext, SeededRng, is_eligible};
 
 /// Picks an eligible endpoint with probability proportional to its weight (`weighted_random` in
 /// config); Dubbo's default balancer.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct WeightedRandom {
-    rng: Mutex<fastrand::Rng>,
+    rng: SeededRng,
 }
 
 impl WeightedRandom {
     /// A balancer with an RNG seeded from entropy.
     pub fn new() -> Self {
-        Self::from_rng(fastrand::Rng::new())
+        Self::default()
     }
 
     /// A balancer whose picks are determined by `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        Self::from_rng(fastrand::Rng::with_seed(seed))
-    }
-
-    fn from_rng(rng: fastrand::Rng) -> Self {
         Self {
-            rng: Mutex::new(rng),
+            rng: SeededRng::with_seed(seed),
         }
-    }
-}
-
-impl Default for WeightedRandom {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -49,7 +37,7 @@ impl Balancer for WeightedRandom {
         if total == 0 {
             return None;
         }
-        let mut point = lock(&self.rng).u64(..total);
+        let mut point = self.rng.lock().u64(..total);
         for index in eligible() {
             let weight = u64::from(endpoints.weight(index));
             if point < weight {
