@@ -194,7 +194,9 @@ pub struct ServerConfig {
     /// Which connection gives way when one arrives past `max_connections`. Default:
     /// [`Eviction::Refuse`].
     pub eviction: Eviction,
-    /// How long a connection may go without receiving a frame before the server sends a Ping.
+    /// The server's heartbeat tick. The server is the passive side: it sends a Ping only after
+    /// two intervals without receiving a frame, so a client that heartbeats at this interval or
+    /// faster is never pinged.
     /// Default: 5 s.
     pub heartbeat_interval: Duration,
     /// How long a connection may go without receiving a frame before the server closes it and

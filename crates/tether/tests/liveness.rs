@@ -457,8 +457,9 @@ async fn the_server_closes_a_client_that_says_nothing() {
     let closed = connected.elapsed();
     let kinds: Vec<_> = frames.iter().map(|frame| frame.header.kind).collect();
     eprintln!("silent client: closed by the server after {closed:?}, having been sent {kinds:?}");
-    // Silent for one interval: Ping; two: Ping; three, the idle timeout: close.
-    assert_eq!(kinds, [FrameKind::Ping, FrameKind::Ping]);
+    // The server is the passive side: silent for two intervals, Ping; three, the idle timeout:
+    // close.
+    assert_eq!(kinds, [FrameKind::Ping]);
     assert!(
         closed >= IDLE && closed < IDLE + INTERVAL + MARGIN,
         "closed after {closed:?}"
@@ -612,7 +613,12 @@ async fn with_a_paused_clock_a_silent_server_gets_pings_then_is_declared_dead() 
     let kinds: Vec<_> = frames.iter().map(|frame| frame.header.kind).collect();
     eprintln!("paused clock: {kinds:?}, then {state} after {dead_after:?}");
     assert_eq!(kinds, [FrameKind::Ping, FrameKind::Ping]);
-    assert_eq!(dead_after, 3 * SECOND, "declared dead at the idle timeout");
+    // Heartbeat ticks fall on a process-wide grid of eighths of an interval, so the first comes
+    // up to one slot after a full interval.
+    assert!(
+        dead_after >= 3 * SECOND && dead_after < 3 * SECOND + SECOND / 8,
+        "declared dead at the idle timeout, on the tick grid: {dead_after:?}"
+    );
     assert!(
         matches!(
             state,

@@ -71,6 +71,12 @@ impl ServerBuilder {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
             Error::new(ErrorKind::Io, "cannot bind the server's address").with_source(e)
         })?;
+        self.listen(listener).await
+    }
+
+    /// Serves on a listener bound elsewhere (handed over by a supervisor, or bound early to
+    /// learn its port); otherwise as [`ServerBuilder::bind`].
+    pub async fn listen(self, listener: TcpListener) -> Result<Server, Error> {
         let local_addr = listener.local_addr().map_err(|e| {
             Error::new(ErrorKind::Io, "cannot read the bound address").with_source(e)
         })?;

@@ -29,7 +29,7 @@ use tokio::{
 use tokio_util::{codec::FramedRead, sync::CancellationToken};
 
 use super::{
-    liveness::{Liveness, Tick},
+    liveness::{Liveness, Tick, heartbeat_ticks},
     write_queue::WriteQueue,
 };
 use crate::{
@@ -369,7 +369,7 @@ impl Shared {
                 biased;
                 frame = frames.next() => frame,
                 _ = ticks.tick() => match liveness.on_tick() {
-                    Tick::Alive => continue,
+                    Tick::Alive | Tick::Quiet { .. } => continue,
                     Tick::Ping { silent } => {
                         next_ping_id += 1;
                         tracing::trace!(peer = %self.peer, ?silent, "sending Ping");
@@ -432,14 +432,6 @@ impl Drop for Slot<'_> {
             self.shared.lock_pending().calls.remove(&self.id);
         }
     }
-}
-
-/// Ticks every `interval`, starting one interval from now; a tick delayed by a busy runtime is
-/// not made up for with a burst.
-pub(super) fn heartbeat_ticks(interval: Duration) -> tokio::time::Interval {
-    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks
 }
 
 fn encode_request<A: Serialize + ?Sized>(

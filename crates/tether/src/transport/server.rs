@@ -27,8 +27,7 @@ use tokio_util::{codec::FramedRead, sync::CancellationToken, task::TaskTracker};
 
 use super::{
     admission::{Admission, Admitted},
-    connection::heartbeat_ticks,
-    liveness::{Liveness, Tick},
+    liveness::{Liveness, Tick, heartbeat_ticks},
     write_queue::WriteQueue,
 };
 use crate::{
@@ -193,7 +192,8 @@ async fn serve_connection(
     let mut last_request_id = 0;
     let mut shutdown = pin!(server.shutdown.cancelled());
     let mut evicted = pin!(admitted.evict.cancelled());
-    let mut liveness = Liveness::new(config.heartbeat_interval, config.effective_idle_timeout());
+    let mut liveness =
+        Liveness::passive(config.heartbeat_interval, config.effective_idle_timeout());
     let mut ticks = heartbeat_ticks(liveness.interval());
     let mut next_ping_id = 0u64;
     let end = loop {
@@ -205,7 +205,7 @@ async fn serve_connection(
             () = &mut shutdown => break End::Shutdown,
             () = &mut evicted => break End::Evicted,
             _ = ticks.tick() => match liveness.on_tick() {
-                Tick::Alive => continue,
+                Tick::Alive | Tick::Quiet { .. } => continue,
                 Tick::Ping { silent } => {
                     next_ping_id += 1;
                     tracing::trace!(%peer, ?silent, "sending Ping");

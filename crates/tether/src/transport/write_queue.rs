@@ -19,9 +19,8 @@ use tokio::{
     sync::Notify,
 };
 
-/// Capacity a batch buffer starts with and shrinks back to after an unusually large batch.
-const BATCH_CAPACITY: usize = 16 * 1024;
-/// A batch buffer larger than this is not kept for reuse.
+/// A batch buffer larger than this is not kept for reuse. Buffers start empty and grow with the
+/// batches, so an idle connection holds only what its heartbeats took.
 const RETAINED_CAPACITY: usize = 1024 * 1024;
 
 pub(crate) struct WriteQueue {
@@ -47,7 +46,7 @@ impl WriteQueue {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             state: Mutex::new(State {
-                buf: BytesMut::with_capacity(BATCH_CAPACITY),
+                buf: BytesMut::new(),
                 closed: false,
             }),
             ready: Notify::new(),
@@ -122,7 +121,7 @@ impl WriteQueue {
 
     /// Writes batches to `io` until the queue is closed and empty, then shuts `io` down.
     pub(crate) async fn write_to(&self, io: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
-        let mut batch = BytesMut::with_capacity(BATCH_CAPACITY);
+        let mut batch = BytesMut::new();
         loop {
             let took = {
                 let mut state = self.lock();
@@ -147,7 +146,7 @@ impl WriteQueue {
             io.write_all(&batch).await?;
             batch.clear();
             if batch.capacity() > RETAINED_CAPACITY {
-                batch = BytesMut::with_capacity(BATCH_CAPACITY);
+                batch = BytesMut::new();
             }
         }
         io.shutdown().await
