@@ -81,8 +81,9 @@ impl DispatchError {
 pub(crate) trait ErasedService: Send + Sync + 'static {
     fn descriptor(&self) -> &'static ServiceDescriptor;
 
-    /// Runs `request` on a task of its own.
-    fn spawn(&self, method: &'static MethodDescriptor, request: IncomingRequest);
+    /// Runs `request`: to the end at once if it never has to wait, otherwise on a task of its
+    /// own.
+    fn start(&self, method: &'static MethodDescriptor, request: IncomingRequest);
 }
 
 pub(crate) struct Erased<D>(pub(crate) Arc<D>);
@@ -92,10 +93,17 @@ impl<D: ServiceDispatch> ErasedService for Erased<D> {
         self.0.descriptor()
     }
 
-    fn spawn(&self, method: &'static MethodDescriptor, request: IncomingRequest) {
-        // Spawned here, where the dispatcher's type is known, so the task holds its future
-        // directly: one allocation per call, no boxed future on top.
-        tokio::spawn(run(self.0.clone(), method, request));
+    fn start(&self, method: &'static MethodDescriptor, request: IncomingRequest) {
+        // Most calls finish in their first poll (the handler does not wait on anything): poll
+        // once right here, on the connection's reader, and such a call replies without a task,
+        // a trip through the scheduler or a wake-up. One that is not done is spawned as it is;
+        // the runtime polls it again at once with a real waker, which replaces the no-op one
+        // it registered with (a future must only wake the waker of its latest poll).
+        let mut call = Box::pin(run(self.0.clone(), method, request));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if call.as_mut().poll(&mut cx).is_pending() {
+            tokio::spawn(call);
+        }
     }
 }
 

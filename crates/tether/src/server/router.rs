@@ -69,6 +69,6 @@ impl RequestHandler for Router {
             request.responder.fail(Status::MethodNotFound, &message);
             return;
         };
-        service.spawn(method, request);
+        service.start(method, request);
     }
 }
