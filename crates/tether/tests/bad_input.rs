@@ -415,6 +415,36 @@ async fn garbage_arguments_in_every_format_are_a_bad_request() {
 }
 
 #[tokio::test]
+async fn a_request_with_no_time_left_is_not_started() {
+    let (server, _state) = start_default_server().await;
+    let mut raw = RawConnection::open(server.local_addr()).await;
+    let mut args = BytesMut::new();
+    Serialization::default()
+        .serialize(&(40i64, 2i64), &mut args)
+        .expect("arguments encode");
+    for (id, timeout, status) in [
+        (1, Duration::ZERO, Status::DeadlineExceeded),
+        (2, Duration::from_secs(5), Status::Ok),
+    ] {
+        let mut metadata = metadata_for("add");
+        metadata.timeout = Some(timeout);
+        let mut encoded = BytesMut::new();
+        metadata.encode(&mut encoded).expect("metadata fits");
+        let mut header = Header::new(FrameKind::Request, id);
+        header.serialization = Serialization::default();
+        raw.send(&frame_bytes(&header, &encoded, &args)).await;
+        let reply = raw
+            .next_frame(&format!("a reply with {timeout:?} left"))
+            .await;
+        assert_eq!(
+            (reply.header.request_id, reply.header.status),
+            (id, status),
+            "{reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_serialization_this_build_lacks_is_a_bad_request() {
     let Some(disabled) = Serialization::ALL.into_iter().find(|s| !s.is_enabled()) else {
         eprintln!(

@@ -24,15 +24,16 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    pub(crate) fn record_request(&self) {
+    /// A request arrived `now` (the reader's one clock reading for it).
+    pub(crate) fn record_request(&self, now: Instant) {
         self.uses.fetch_add(1, Ordering::Relaxed);
         self.last_used
-            .store(millis_since(self.epoch), Ordering::Relaxed);
+            .store(millis_between(self.epoch, now), Ordering::Relaxed);
     }
 }
 
-fn millis_since(epoch: Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+fn millis_between(epoch: Instant, now: Instant) -> u64 {
+    u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A connection as the table knows it.
@@ -106,7 +107,7 @@ impl Admission {
         let id = state.next_id;
         state.next_id += 1;
         let activity = Arc::new(Activity {
-            last_used: AtomicU64::new(millis_since(self.epoch)),
+            last_used: AtomicU64::new(millis_between(self.epoch, Instant::now())),
             uses: AtomicU64::new(0),
             epoch: self.epoch,
         });
@@ -265,7 +266,7 @@ mod tests {
         let admission = Admission::new(Some(2), Eviction::LeastUsed, fastrand::Rng::with_seed(3));
         let busy = admission.admit().unwrap();
         let idle = admission.admit().unwrap();
-        busy.activity.record_request();
+        busy.activity.record_request(Instant::now());
         admission.admit().unwrap();
         assert!(idle.evict.is_cancelled());
         assert!(!busy.evict.is_cancelled());

@@ -228,8 +228,10 @@ async fn serve_connection(
         match frame.header.kind {
             FrameKind::Request => {
                 last_request_id = last_request_id.max(frame.header.request_id);
-                admitted.activity.record_request();
-                connection.on_request(frame, &server);
+                // One clock reading per request serves the eviction order and the deadline.
+                let now = Instant::now();
+                admitted.activity.record_request(now);
+                connection.on_request(frame, &server, now);
             }
             FrameKind::Ping => {
                 let pong = Header::new(FrameKind::Pong, frame.header.request_id);
@@ -297,7 +299,7 @@ async fn serve_connection(
 }
 
 impl Connection {
-    fn on_request(self: &Arc<Self>, frame: Frame, server: &Arc<ServerShared>) {
+    fn on_request(self: &Arc<Self>, frame: Frame, server: &Arc<ServerShared>, now: Instant) {
         let header = frame.header;
         let mut responder = Responder {
             connection: self.clone(),
@@ -326,10 +328,18 @@ impl Connection {
                 return;
             }
         };
+        // The caller stops waiting after `timeout`: with none left, the call is not started.
         // A timeout too long to represent as an instant is no deadline at all.
+        if metadata.timeout.is_some_and(|timeout| timeout.is_zero()) {
+            responder.fail(
+                Status::DeadlineExceeded,
+                "deadline passed before the call started",
+            );
+            return;
+        }
         let deadline = metadata
             .timeout
-            .and_then(|timeout| Instant::now().checked_add(timeout));
+            .and_then(|timeout| now.checked_add(timeout));
         server.handler.handle(IncomingRequest {
             metadata,
             serialization: header.serialization,
