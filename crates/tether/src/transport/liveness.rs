@@ -12,10 +12,10 @@ use crate::config::Backoff as BackoffConfig;
 /// Every frame received marks the connection alive; a tick that finds no mark since the previous
 /// tick adds one interval of silence. Silence of at least one interval (two on the passive side,
 /// see [`Liveness::passive`]) sends a Ping; silence of `idle_timeout` declares the connection
-/// dead. Traffic in both directions counts, so a busy
-/// connection sends no Ping. Because a frame may arrive just after a tick, the connection is
-/// declared dead between `idle_timeout` and `idle_timeout + interval` after its last frame; the
-/// tick costs nothing per frame but one store.
+/// dead. Traffic in both directions counts, so a busy connection sends no Ping. Because a frame
+/// may arrive just after a tick, the connection is declared dead between `idle_timeout` and
+/// `idle_timeout + interval` after its last frame; the tick costs nothing per frame but one
+/// store.
 #[derive(Debug, Clone)]
 pub(crate) struct Liveness {
     interval: Duration,
