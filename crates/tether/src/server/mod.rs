@@ -90,6 +90,7 @@ impl ServerBuilder {
         };
         let shared = Arc::new(ServerShared::new(self.config, Arc::new(self.router)));
         let connections = TaskTracker::new();
+        tokio::spawn(shared.clone().sweep_heartbeats());
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), connections.clone()));
         tracing::info!(%local_addr, ?services, "server listening");
         Ok(Server {
