@@ -62,6 +62,9 @@ struct Args {
     /// Idle connections for the connection-scale run; 0 skips it.
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
+    /// Only the connection-scale run, no comparison.
+    #[arg(long)]
+    only_idle: bool,
     /// Seconds the connection-scale run measures the idle server.
     #[arg(long, default_value_t = 10.0)]
     idle_seconds: f64,
@@ -185,7 +188,11 @@ fn compare(args: &Args) -> Result<()> {
     } else {
         (3, 10.0, 2.0)
     };
-    let reps = args.reps.unwrap_or(reps);
+    let reps = if args.only_idle {
+        0
+    } else {
+        args.reps.unwrap_or(reps)
+    };
     let duration = Duration::from_secs_f64(args.seconds.unwrap_or(seconds));
     let warmup = Duration::from_secs_f64(args.warmup.unwrap_or(warmup));
     let stacks = args.stacks.clone().unwrap_or_else(Stack::all);
@@ -266,21 +273,31 @@ fn compare(args: &Args) -> Result<()> {
         None
     };
 
-    let mode = if args.quick { "quick" } else { "full" };
+    let mode = if args.only_idle {
+        "idle"
+    } else if args.quick {
+        "quick"
+    } else {
+        "full"
+    };
     println!("## tether-bench ({mode})\n");
     println!("- machine: {machine}");
     println!("- {}", placement.describe());
-    println!(
-        "- {} connections, echo of a byte payload, {:.1} s measured after {:.1} s of warm-up, \
-         median of {reps} run(s) by QPS, stacks alternating",
-        args.connections,
-        duration.as_secs_f64(),
-        warmup.as_secs_f64(),
-    );
-    println!("- one tokio worker thread in each process\n");
-    println!("{}", report::markdown(&rows, &configs));
-    println!("Goals (reported, not enforced):\n");
-    print!("{}", report::goals(&rows));
+    if !runs.is_empty() {
+        println!(
+            "- {} connections, echo of a byte payload, {:.1} s measured after {:.1} s of \
+             warm-up, median of {reps} run(s) by QPS, stacks alternating",
+            args.connections,
+            duration.as_secs_f64(),
+            warmup.as_secs_f64(),
+        );
+        println!("- one tokio worker thread in each process\n");
+        println!("{}", report::markdown(&rows, &configs));
+    }
+    println!("\nGoals (reported, not enforced):\n");
+    if !runs.is_empty() {
+        print!("{}", report::goals(&rows));
+    }
     if let Some(idle) = &idle {
         print!("{}", idle.goals());
         println!("\n### Idle connections\n");
