@@ -3,7 +3,7 @@
 
 use std::{fs, ops::Sub, process::Command, time::Duration};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 /// Linux reports CPU time in `/proc/<pid>/stat` in ticks of `USER_HZ`, which the kernel fixes at
 /// 100 per second for user space on every architecture it runs on.
@@ -82,15 +82,18 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
 fn status_field(pid: u32, name: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let Some(line) = status.lines().find(|line| line.starts_with(name)) else {
-        bail!("no {name} in {path}");
-    };
+    kib_field(&status, name).with_context(|| format!("no readable {name} line in {path}"))
+}
+
+/// The value of a `Name:   1234 kB` line, as `/proc/<pid>/status` and `/proc/meminfo` write them.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|line| line.starts_with(name))?;
     line[name.len()..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .with_context(|| format!("bad {name} line in {path}"))
+        .ok()
 }
 
 /// A line describing the machine: CPU model, cores, memory, kernel.
@@ -104,16 +107,8 @@ pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let memory = fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
-            let kib: u64 = line["MemTotal:".len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()?;
-            Some(format!("{} GiB", kib / (1024 * 1024)))
-        })
+        .and_then(|info| kib_field(&info, "MemTotal:"))
+        .map(|kib| format!("{} GiB", kib / (1024 * 1024)))
         .unwrap_or_else(|| "unknown memory".to_owned());
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|release| release.trim().to_owned())
@@ -172,6 +167,15 @@ mod tests {
         let line = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 3 0";
         assert_eq!(parse_stat(line).unwrap().0, Duration::from_millis(3250));
         assert!(parse_stat("4242 (short) S 1").is_err());
+    }
+
+    #[test]
+    fn reads_kib_fields_of_status_and_meminfo() {
+        let text = "Name:\ttether-bench\nVmHWM:\t   5604 kB\nMemTotal:       24683416 kB\n";
+        assert_eq!(kib_field(text, "VmHWM:"), Some(5604));
+        assert_eq!(kib_field(text, "MemTotal:"), Some(24_683_416));
+        assert_eq!(kib_field(text, "VmRSS:"), None);
+        assert_eq!(kib_field(text, "Name:"), None);
     }
 
     #[test]
