@@ -136,12 +136,13 @@ impl ServerShared {
                     watched.liveness.on_frame();
                 }
                 match watched.liveness.on_tick() {
-                    Tick::Alive | Tick::Quiet { .. } => {}
+                    Tick::Alive | Tick::Quiet { .. } => true,
                     Tick::Ping { silent } => {
                         watched.next_ping_id += 1;
                         tracing::trace!(peer = %connection.peer, ?silent, "sending Ping");
                         let ping = Header::new(FrameKind::Ping, watched.next_ping_id);
                         let _ = connection.writes.push_header(&ping);
+                        true
                     }
                     Tick::Dead { silent } => {
                         tracing::info!(
@@ -149,10 +150,11 @@ impl ServerShared {
                             ?silent,
                             "closing a connection that fell silent"
                         );
+                        // Told once; its reader closes it and needs no more sweeps.
                         connection.dead.cancel();
+                        false
                     }
                 }
-                true
             });
         }
     }
