@@ -198,13 +198,27 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The kind, the message, then each cause in the `source()` chain: one line that is enough to
+/// diagnose a failure from a log or a test's output
+/// (`i/o error: cannot bind 127.0.0.1:35107: Address already in use (os error 98)`). A cause
+/// whose text the line already holds (a message that quoted it) is not repeated.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.inner.kind.as_str())?;
+        let mut line = String::from(self.inner.kind.as_str());
         if !self.inner.message.is_empty() {
-            write!(f, ": {}", self.inner.message)?;
+            line.push_str(": ");
+            line.push_str(&self.inner.message);
         }
-        Ok(())
+        let mut cause = StdError::source(self);
+        while let Some(error) = cause {
+            let text = error.to_string();
+            if !text.is_empty() && !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = error.source();
+        }
+        f.write_str(&line)
     }
 }
 
@@ -219,7 +233,8 @@ impl StdError for Error {
 
 impl From<crate::SerializationError> for Error {
     fn from(error: crate::SerializationError) -> Self {
-        Error::new(ErrorKind::Serialization, error.to_string()).with_source(error)
+        // The display text comes from the source: see `Display for Error`.
+        Error::new(ErrorKind::Serialization, "").with_source(error)
     }
 }
 
@@ -230,6 +245,31 @@ mod tests {
     #[test]
     fn is_one_pointer() {
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+    }
+
+    #[test]
+    fn display_ends_with_the_causes() {
+        let os = std::io::Error::from_raw_os_error(98);
+        let error = Error::new(ErrorKind::Io, "cannot bind 127.0.0.1:35107").with_source(os);
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with("i/o error: cannot bind 127.0.0.1:35107: "),
+            "{shown}"
+        );
+        assert!(shown.ends_with("(os error 98)"), "{shown}");
+
+        // A chain of two, and a message that already quoted its cause: each text once.
+        let inner = Error::new(ErrorKind::Unavailable, "no route").with_source(
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+        );
+        let outer = Error::new(ErrorKind::Registry, "lookup failed").with_source(inner);
+        assert_eq!(
+            outer.to_string(),
+            "registry error: lookup failed: unavailable: no route: refused"
+        );
+        let quoted = std::io::Error::other("disk full");
+        let error = Error::new(ErrorKind::Io, "cannot write x: disk full").with_source(quoted);
+        assert_eq!(error.to_string(), "i/o error: cannot write x: disk full");
     }
 
     #[test]

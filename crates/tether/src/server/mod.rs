@@ -68,10 +68,25 @@ impl ServerBuilder {
     /// Binds `addr`, registers the services if a registry is set, and starts accepting
     /// connections in the background. Fails, serving nothing, if the registry refuses.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<Server, Error> {
-        let listener = TcpListener::bind(addr).await.map_err(|e| {
-            Error::new(ErrorKind::Io, "cannot bind the server's address").with_source(e)
+        let addrs = tokio::net::lookup_host(addr).await.map_err(|e| {
+            Error::new(ErrorKind::Io, "cannot resolve the server's address").with_source(e)
         })?;
-        self.listen(listener).await
+        // The first address that binds, as `TcpListener::bind` does; the error names the
+        // address it could not bind, and its cause says why.
+        let mut failure = None;
+        for addr in addrs {
+            match TcpListener::bind(addr).await {
+                Ok(listener) => return self.listen(listener).await,
+                Err(e) => {
+                    failure = Some(
+                        Error::new(ErrorKind::Io, format!("cannot bind {addr}")).with_source(e),
+                    );
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| {
+            Error::new(ErrorKind::Io, "the server's address resolves to nothing")
+        }))
     }
 
     /// Serves on a listener bound elsewhere (handed over by a supervisor, or bound early to
