@@ -30,7 +30,7 @@ use crate::{
     protocol::Frame,
     registry::{Instance, Registry, Role, Subscription},
     service::ServiceKey,
-    transport::{Channel, ConnectionState, Request},
+    transport::{Channel, Connection, ConnectionState, Request, Slot},
 };
 
 /// One provider: what the registry says of it, the connection to it, and what the balancers
@@ -342,8 +342,15 @@ impl<A: Serialize + ?Sized> Call<'_, A> {
 
     /// The providers now and the one the balancer picks among the ready ones not `excluded`.
     pub(crate) fn pick(&self, excluded: &[usize]) -> Option<(Arc<Vec<Provider>>, usize)> {
+        let providers = self.directory.providers();
+        let index = self.pick_from(&providers, excluded)?;
+        Some((providers, index))
+    }
+
+    /// The index of the provider the balancer picks among the ready ones of `providers` (one
+    /// snapshot) not `excluded`.
+    pub(crate) fn pick_from(&self, providers: &[Provider], excluded: &[usize]) -> Option<usize> {
         let directory = self.directory;
-        let providers = directory.providers();
         let mut context = PickContext::new(directory.generation.load(Ordering::Relaxed));
         if let Some(key) = self.options.hash_key() {
             context = context.with_hash_key(key);
@@ -351,10 +358,14 @@ impl<A: Serialize + ?Sized> Call<'_, A> {
         if let Some(source) = self.options.source() {
             context = context.with_source(source);
         }
-        let index = directory
+        directory
             .balancer
-            .pick(&directory.view(&providers, excluded), &context)?;
-        Some((providers, index))
+            .pick(&directory.view(providers, excluded), &context)
+    }
+
+    /// Whether the call may wait for a provider that is not ready yet.
+    pub(crate) fn wait_for_ready(&self) -> bool {
+        self.wait_for_ready
     }
 
     /// One attempt on `provider`.
@@ -363,22 +374,79 @@ impl<A: Serialize + ?Sized> Call<'_, A> {
     }
 }
 
+/// One request sent to a provider and not answered yet: counted in flight there until it ends
+/// (or is dropped), and timed for the balancers.
+pub(crate) struct Sent<'a> {
+    stats: &'a Stats,
+    slot: Option<Slot<'a>>,
+    started: Instant,
+    _in_flight: InFlight<'a>,
+}
+
+impl Sent<'_> {
+    /// Waits for the reply until `deadline` (`timeout` is what an error reports).
+    pub(crate) async fn reply(
+        self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<Frame>, Error> {
+        let Some(slot) = self.slot else {
+            return Ok(None);
+        };
+        let outcome = slot.reply(deadline, timeout).await;
+        if outcome.is_ok() {
+            let now = Instant::now();
+            self.stats
+                .latency
+                .observe(now - self.started, now.into_std());
+        }
+        outcome
+    }
+}
+
+/// Counts a call out again however it ends, dropped futures included.
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn count(stats: &'a Stats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Provider {
+    /// Sends one request on `connection` (this provider's), counting it in flight from now on;
+    /// see [`Connection::send`] for what "sent" guarantees.
+    pub(crate) async fn send<'a, A: Serialize + ?Sized>(
+        &'a self,
+        connection: &'a Connection,
+        request: &Request<'_, A>,
+        deadline: Instant,
+    ) -> Result<Sent<'a>, Error> {
+        let in_flight = InFlight::count(&self.stats);
+        let started = Instant::now();
+        let slot = connection.send(request, deadline).await?;
+        Ok(Sent {
+            stats: &self.stats,
+            slot,
+            started,
+            _in_flight: in_flight,
+        })
+    }
+
     /// Sends one request, counting it in flight and timing it for the balancers.
     async fn call<A: Serialize + ?Sized>(
         &self,
         request: &Request<'_, A>,
         deadline: Instant,
     ) -> Result<Option<Frame>, Error> {
-        /// Counts the call out again however it ends, dropped futures included.
-        struct InFlight<'a>(&'a Stats);
-        impl Drop for InFlight<'_> {
-            fn drop(&mut self) {
-                self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let _in_flight = InFlight(&self.stats);
+        let _in_flight = InFlight::count(&self.stats);
         let started = Instant::now();
         let outcome = self.channel.call(request, deadline, false).await;
         if outcome.is_ok() {

@@ -228,6 +228,21 @@ impl Channel {
         connection.call(request, deadline).await
     }
 
+    /// The ready connection, for a caller that sends and awaits the reply in two steps (see
+    /// [`Connection::send`]). Without one, as [`Channel::call`]: waits while an attempt is under
+    /// way (or always with `wait_for_ready`) until `deadline`, else fails fast as unavailable.
+    pub(crate) async fn connection(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        wait_for_ready: bool,
+    ) -> Result<Connection, Error> {
+        match self.inner.current() {
+            Some(connection) => Ok(connection),
+            None => self.ready(deadline, timeout, wait_for_ready).await,
+        }
+    }
+
     /// Waits for a ready connection: while an attempt is under way, or always with
     /// `wait_for_ready`; otherwise fails fast as unavailable.
     async fn ready(

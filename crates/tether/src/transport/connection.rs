@@ -225,6 +225,21 @@ impl Connection {
         request: &Request<'_, A>,
         deadline: Instant,
     ) -> Result<Option<Frame>, Error> {
+        match self.send(request, deadline).await? {
+            Some(slot) => slot.reply(deadline, request.timeout).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Queues a request for the socket, waiting (until `deadline`) only for room in the write
+    /// queue, and returns the slot its reply will fill (`None` for a oneway request). Once this
+    /// returns, the request leaves on the wire even if the slot is dropped unanswered: what
+    /// forking relies on to send every fork before the first answer ends the call.
+    pub(crate) async fn send<A: Serialize + ?Sized>(
+        &self,
+        request: &Request<'_, A>,
+        deadline: Instant,
+    ) -> Result<Option<Slot<'_>>, Error> {
         let shared = &*self.shared;
         timeout_at(deadline, shared.writes.room())
             .await
@@ -234,7 +249,7 @@ impl Connection {
         // The id is taken and the slot registered under the write queue's lock, so ids go out
         // in increasing order (a GoAway's "highest id read" relies on it), and the slot exists
         // before the writer can send the request.
-        let mut slot = shared
+        shared
             .writes
             .push(|buf| {
                 let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -242,20 +257,7 @@ impl Connection {
                 encode_request(buf, id, request, remaining, shared.max_frame_length)?;
                 Ok::<_, Error>(slot)
             })
-            .map_err(|_| shared.unavailable())??;
-
-        let Some(slot) = slot.as_mut() else {
-            return Ok(None);
-        };
-        match timeout_at(deadline, &mut slot.reply).await {
-            Ok(Ok(reply)) => {
-                slot.answered = true;
-                reply.map(Some)
-            }
-            // The sender is only dropped unanswered if the map itself is dropped.
-            Ok(Err(_)) => Err(shared.lost()),
-            Err(_) => Err(Error::timeout(request.timeout)),
-        }
+            .map_err(|_| shared.unavailable())?
     }
 }
 
@@ -418,12 +420,31 @@ impl Shared {
     }
 }
 
-/// A registered call's reply slot; removes itself from the pending map unless it was answered.
-struct Slot<'a> {
+/// A sent call's reply slot; removes itself from the pending map unless it was answered.
+pub(crate) struct Slot<'a> {
     shared: &'a Shared,
     id: u64,
     reply: oneshot::Receiver<Reply>,
     answered: bool,
+}
+
+impl Slot<'_> {
+    /// Waits for the reply until `deadline`; `timeout` is what the error reports.
+    pub(crate) async fn reply(
+        mut self,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Option<Frame>, Error> {
+        match timeout_at(deadline, &mut self.reply).await {
+            Ok(Ok(reply)) => {
+                self.answered = true;
+                reply.map(Some)
+            }
+            // The sender is only dropped unanswered if the map itself is dropped.
+            Ok(Err(_)) => Err(self.shared.lost()),
+            Err(_) => Err(Error::timeout(timeout)),
+        }
+    }
 }
 
 impl Drop for Slot<'_> {

@@ -10,7 +10,7 @@ mod write_queue;
 
 pub(crate) use channel::Channel;
 pub use channel::ConnectionState;
-pub(crate) use connection::{Request, encode_service_key};
+pub(crate) use connection::{Connection, Request, Slot, encode_service_key};
 pub(crate) use server::{IncomingRequest, RequestHandler, Responder, ServerShared, accept_loop};
 
 use std::time::Duration;
