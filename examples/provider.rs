@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tether::{Server, ServerConfig};
 use tether_examples::{Calc, CalculatorServer};
@@ -14,7 +15,7 @@ use tether_examples::{Calc, CalculatorServer};
 /// Serves `demo.Calculator` version 1.0.0.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Address to listen on.
+    /// Address to listen on (port 0: any free port; the line `listening on ADDR` names it).
     #[arg(long, default_value = "127.0.0.1:20880")]
     addr: String,
     /// The registry to announce the service in: `memory://`, `file:///dir`,
@@ -41,13 +42,19 @@ async fn main() -> anyhow::Result<()> {
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.idle_timeout = args.idle_timeout_ms.map(Duration::from_millis);
     config.weight = args.weight;
+    // Bound first, so that the calculator names itself by the address it got (`--addr` may
+    // ask for port 0).
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("cannot bind {}", args.addr))?;
+    let addr = listener.local_addr()?;
     let mut builder = Server::builder()
         .config(config)
-        .serve(CalculatorServer::new(Calc::at(&args.addr)));
+        .serve(CalculatorServer::new(Calc::at(addr.to_string())));
     if args.registry != "none" {
         builder = builder.registry(tether::registry::connect(&args.registry).await?);
     }
-    let server = builder.bind(&args.addr).await?;
+    let server = builder.listen(listener).await?;
     // Scripts wait for this line before they start consumers.
     println!("listening on {}", server.local_addr());
     tokio::signal::ctrl_c().await?;

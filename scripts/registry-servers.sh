@@ -40,6 +40,9 @@ ZK_JVM_FLAGS=${TETHER_ZK_JVM_FLAGS:--Xms16m -Xmx128m -XX:+UseSerialGC -XX:Tiered
 STOP_GRACE=${TETHER_STOP_GRACE:-5}
 
 die() { echo "registry-servers: $*" >&2; exit 1; }
+# Exit status 75 (EX_TEMPFAIL): a port was taken by something else; `start` with other ports may
+# succeed, and the tests' harness does exactly that.
+die_busy() { echo "registry-servers: $*" >&2; exit 75; }
 note() { echo "registry-servers: $*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
@@ -211,9 +214,15 @@ launch_node() {
     local name=$1 dir
     dir=$(node_dir "$name")
     node_pid "$name" >/dev/null && die "$name is already running"
-    local p
+    local p i
     for p in $(cat "$dir/ports" 2>/dev/null || cat "$dir/port"); do
-        port_free "$p" || die "$name: port $p is already in use ($(ss -Hltnp "( sport = :$p )" | awk '{print $NF}'))"
+        # A node started again right after it stopped may find its port still held for a moment.
+        for ((i = 0; i < 50; i++)); do
+            port_free "$p" && break
+            sleep 0.1
+        done
+        port_free "$p" ||
+            die_busy "$name: port $p is already in use ($(ss -Hltnp "( sport = :$p )" | awk '{print $NF}'))"
     done
     rm -f "$dir/pid"
     (cd "$dir" && exec setsid bash "$dir/run.sh" </dev/null >>"$dir/log" 2>&1) &
@@ -379,7 +388,7 @@ cmd_start() {
         prepare_node "$name" zookeeper "$port"
         zk_write_node "$name" "$port" "$tick" "$minsess" "$maxsess" org.apache.zookeeper.server.ZooKeeperServerMain
         launch_node "$name"
-        wait_ready "${timeout:-30}" "$name" || { stop_node "$name"; die "$name did not start"; }
+        wait_ready "${timeout:-30}" "$name" || start_failed node "$name"
         write_env "$name" zookeeper "$HOST:$port"
         echo "$HOST:$port"
         ;;
@@ -400,8 +409,8 @@ cmd_start() {
             echo "$i" >"$(node_dir "$name-$i")/data/myid"
             echo "$name-$i" >>"$(node_dir "$name")/members"
         done
-        for i in 1 2 3; do launch_node "$name-$i"; done
-        wait_ready "${timeout:-60}" "$name-1" "$name-2" "$name-3" || { stop_cluster "$name"; die "$name did not start"; }
+        launch_cluster "$name"
+        wait_ready "${timeout:-60}" "$name-1" "$name-2" "$name-3" || start_failed cluster "$name"
         for i in 1 2 3; do write_env "$name-$i" zookeeper-node "$HOST:$((base + i - 1))"; done
         write_env "$name" zookeeper-ensemble "$addrs"
         echo "$addrs"
@@ -412,7 +421,7 @@ cmd_start() {
         prepare_node "$name" etcd "$port"
         etcd_write_node "$name" "$port" "$peer" "$name=http://$HOST:$peer" "etcd-$name"
         launch_node "$name"
-        wait_ready "${timeout:-30}" "$name" || { stop_node "$name"; die "$name did not start"; }
+        wait_ready "${timeout:-30}" "$name" || start_failed node "$name"
         write_env "$name" etcd "$HOST:$port"
         echo "$HOST:$port"
         ;;
@@ -429,8 +438,8 @@ cmd_start() {
             etcd_write_node "$name-$i" $((base + i - 1)) $((base + 2 + i)) "$initial" "etcd-$name"
             echo "$name-$i" >>"$(node_dir "$name")/members"
         done
-        for i in 1 2 3; do launch_node "$name-$i"; done
-        wait_ready "${timeout:-60}" "$name-1" "$name-2" "$name-3" || { stop_cluster "$name"; die "$name did not start"; }
+        launch_cluster "$name"
+        wait_ready "${timeout:-60}" "$name-1" "$name-2" "$name-3" || start_failed cluster "$name"
         for i in 1 2 3; do write_env "$name-$i" etcd-node "$HOST:$((base + i - 1))"; done
         write_env "$name" etcd-cluster "$addrs"
         echo "$addrs"
@@ -447,12 +456,42 @@ exec redis-server --bind $HOST --port $port --dir '$dir/data' --save '' --append
     --daemonize no --logfile '' --databases 16
 EOF
         launch_node "$name"
-        wait_ready "${timeout:-30}" "$name" || { stop_node "$name"; die "$name did not start"; }
+        wait_ready "${timeout:-30}" "$name" || start_failed node "$name"
         write_env "$name" redis "$HOST:$port"
         echo "$HOST:$port"
         ;;
     *) die "unknown kind '$kind' (zookeeper, zookeeper-ensemble, etcd, etcd-cluster, redis)" ;;
     esac
+}
+
+# launch_cluster NAME: launches every node; if one cannot (its port is taken), stops the ones
+# already running and fails with that node's status.
+launch_cluster() {
+    local name=$1 m rc
+    for m in $(cat "$(node_dir "$name")/members"); do
+        (launch_node "$m") || {
+            rc=$?
+            stop_cluster "$1"
+            exit "$rc"
+        }
+    done
+}
+
+# start_failed node|cluster NAME: stops what started and fails; with status 75 when a server's
+# log says its port was taken (it lost a race for it), so that the caller can try other ports.
+start_failed() {
+    local what=$1 name=$2 logs=() m
+    if [ "$what" = cluster ]; then
+        for m in $(cat "$(node_dir "$name")/members"); do logs+=("$(node_dir "$m")/log"); done
+        stop_cluster "$name"
+    else
+        logs=("$(node_dir "$name")/log")
+        stop_node "$name"
+    fi
+    if grep -qiE 'address already in use|BindException|bind: address' "${logs[@]}" 2>/dev/null; then
+        die_busy "$name did not start: a port it needs was taken"
+    fi
+    die "$name did not start"
 }
 
 prepare_cluster() {

@@ -10,11 +10,11 @@
 
 #![cfg(feature = "registries")]
 
+mod support;
+
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     path::{Path, PathBuf},
-    process::Stdio,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, Ordering},
@@ -22,11 +22,10 @@ use std::{
     time::Duration,
 };
 
+use support::ProviderProcess as Provider;
 use tether::{Client, ClientConfig};
 use tether_examples::CalculatorClient;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
     task::JoinHandle,
     time::{Instant, timeout},
 };
@@ -68,6 +67,14 @@ fn script() -> PathBuf {
 /// starts a JVM and takes a second or more: called in `block_in_place`, so that the runtime's
 /// other tasks keep running.
 fn run_script(args: &[&str]) -> String {
+    try_run_script(args).unwrap_or_else(|(_, failure)| panic!("{failure}"))
+}
+
+/// The script's exit status when a port it was given turned out to be taken.
+const PORT_TAKEN: i32 = 75;
+
+/// Runs the script with `args`: its stdout, or its exit code and a message with its output.
+fn try_run_script(args: &[&str]) -> Result<String, (Option<i32>, String)> {
     let output = tokio::task::block_in_place(|| {
         std::process::Command::new("bash")
             .arg(script())
@@ -76,14 +83,18 @@ fn run_script(args: &[&str]) -> String {
     })
     .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "registry-servers.sh {args:?} failed ({}); did `scripts/registry-servers.sh install` \
-         run?\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+    if output.status.success() {
+        return Ok(stdout);
+    }
+    Err((
+        output.status.code(),
+        format!(
+            "registry-servers.sh {args:?} failed ({}); did `scripts/registry-servers.sh install` \
+             run?\n{stdout}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
 }
 
 /// A ZooKeeper of this test's own, stopped when dropped.
@@ -101,19 +112,31 @@ impl ZooKeeper {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let port = run_script(&["free-port"]).trim().to_owned();
-        let started = run_script(&[
-            "start",
-            "zookeeper",
-            &name,
-            "--port",
-            &port,
-            "--max-session-ms",
-            "20000",
-        ]);
-        let addr = started.lines().last().unwrap_or_default().trim().to_owned();
-        assert!(!addr.is_empty(), "no address printed for {name}");
-        Self { name, addr }
+        // A port of the script's range, reserved for this run; if a process outside the run
+        // took it anyway, the script says so and another one is tried.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let port = run_script(&["free-port"]).trim().to_owned();
+            let started = try_run_script(&[
+                "start",
+                "zookeeper",
+                &name,
+                "--port",
+                &port,
+                "--max-session-ms",
+                "20000",
+            ]);
+            match started {
+                Ok(stdout) => {
+                    let addr = stdout.lines().last().unwrap_or_default().trim().to_owned();
+                    assert!(!addr.is_empty(), "no address printed for {name}");
+                    return Self { name, addr };
+                }
+                Err((Some(PORT_TAKEN), failure)) => failures.push(failure),
+                Err((_, failure)) => panic!("{failure}"),
+            }
+        }
+        panic!("{name}: every port tried was taken: {failures:#?}")
     }
 
     /// The registry URL every process of the test uses.
@@ -135,99 +158,16 @@ impl Drop for ZooKeeper {
 // Provider processes.
 // -------------------------------------------------------------------------------------------------
 
-/// The `provider` example built alongside this test: `current_exe()` is
-/// `target/<profile>/deps/<test>`, the examples are in `target/<profile>/examples/`.
-fn provider_program() -> PathBuf {
-    let test = std::env::current_exe().expect("the test's own path");
-    let profile = test
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test runs from target/<profile>/deps");
-    let program = profile
-        .join("examples")
-        .join(format!("provider{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        program.is_file(),
-        "{} is missing: `cargo test -p tether-examples --features registries` builds the \
-         examples before it runs the tests",
-        program.display()
-    );
-    program
+/// A provider with `weight` registered at `registry`, once it says it listens (which it prints
+/// once it is registered).
+async fn start_provider(weight: u32, registry: &str) -> Provider {
+    let args = ["--registry", registry, "--weight", &weight.to_string()].map(str::to_owned);
+    Provider::start(&args).await
 }
 
-/// An address of 127.0.0.1 that nothing listens on: a port the OS handed out, released at once.
-fn unused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener.local_addr().expect("a bound listener's address")
-}
-
-/// A running `provider` process, killed when dropped so that a failing test leaves no process
-/// behind.
-#[derive(Debug)]
-struct Provider {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Provider {
-    /// Starts a provider with `weight` registered at `registry`, and waits for the line that
-    /// says it listens (printed once it is registered).
-    async fn start(weight: u32, registry: &str) -> Self {
-        let addr = unused_addr();
-        let mut child = Command::new(provider_program())
-            .arg("--addr")
-            .arg(addr.to_string())
-            .arg("--registry")
-            .arg(registry)
-            .arg("--weight")
-            .arg(weight.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the provider starts");
-        let stdout = child.stdout.take().expect("the provider's stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let listening = bounded("the provider says it listens", async {
-            while let Some(line) = lines.next_line().await.expect("reading the provider") {
-                if line.starts_with("listening on") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(
-            listening,
-            "the provider (weight {weight}) ended without listening on {addr}: {:?}; does the \
-             build have the `registries` feature?",
-            child.try_wait()
-        );
-        // Keep reading, so that a later line never meets a closed pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, addr }
-    }
-
-    /// `kill -9`, and waits for the process to be gone.
-    async fn kill(&mut self) {
-        bounded("killing the provider", self.child.kill())
-            .await
-            .expect("SIGKILL");
-    }
-
-    /// How the provider names itself in its answers: its `--addr`.
-    fn name(&self) -> String {
-        self.addr.to_string()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        // Already dead after `kill`: the error says so, and nothing is left to do.
-        let _ = self.child.start_kill();
-    }
+/// How a provider names itself in its answers: the address it listens on.
+fn name(provider: &Provider) -> String {
+    provider.addr().to_string()
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -266,7 +206,7 @@ async fn discover(registry: &str, expected: usize) -> (Client, CalculatorClient)
 async fn until_each_answers(calculator: &CalculatorClient, providers: &[&Provider]) {
     let mut seen = Vec::new();
     bounded("every provider answers a call", async {
-        while providers.iter().any(|p| !seen.contains(&p.name())) {
+        while providers.iter().any(|p| !seen.contains(&name(p))) {
             let answer = calculator.sum(1, 2).await.expect("a warm-up call");
             seen.push(answer.provider);
         }
@@ -380,7 +320,7 @@ fn answered_in(
 async fn three_providers(zookeeper: &ZooKeeper) -> Vec<Provider> {
     let mut providers = Vec::new();
     for weight in [1, 2, 3] {
-        providers.push(Provider::start(weight, &zookeeper.url()).await);
+        providers.push(start_provider(weight, &zookeeper.url()).await);
     }
     providers
 }
@@ -404,7 +344,7 @@ async fn providers_split_calls_by_weight_and_a_killed_one_fails_no_call() {
     })
     .await;
     let counts = tally(names.iter().map(String::as_str));
-    let weights: Vec<(String, u32)> = providers.iter().map(|p| p.name()).zip([1, 2, 3]).collect();
+    let weights: Vec<(String, u32)> = providers.iter().map(name).zip([1, 2, 3]).collect();
     eprintln!(
         "provider processes, weighted_random over 6,000 calls, weights {weights:?} (expected \
          1000/2000/3000): {counts:?}"
@@ -427,7 +367,7 @@ async fn providers_split_calls_by_weight_and_a_killed_one_fails_no_call() {
     victim.kill().await;
     let killed = Instant::now();
     poll_until("the consumer drops the killed provider", || {
-        !client.providers().contains(&victim.addr)
+        !client.providers().contains(&victim.addr())
     })
     .await;
     let dropped = Instant::now();
@@ -443,7 +383,7 @@ async fn providers_split_calls_by_weight_and_a_killed_one_fails_no_call() {
         "provider processes, {} killed with SIGKILL: {} calls; answers before the kill \
          {before:?}, between the kill and the drop {between:?}, after the drop {after:?}; the \
          consumer dropped it {:?} after the kill (TTL {TTL_MS} ms)",
-        victim.name(),
+        name(&victim),
         outcomes.len(),
         dropped - killed,
     );
@@ -456,15 +396,15 @@ async fn providers_split_calls_by_weight_and_a_killed_one_fails_no_call() {
         &failed[..failed.len().min(5)]
     );
     assert_eq!(
-        after.get(&victim.name()),
+        after.get(&name(&victim)),
         None,
         "answers from the killed provider after the consumer dropped it"
     );
     for survivor in &providers {
         assert!(
-            after.contains_key(&survivor.name()),
+            after.contains_key(&name(survivor)),
             "{} still serves: {after:?}",
-            survivor.name()
+            name(survivor)
         );
     }
 }
@@ -481,10 +421,10 @@ async fn a_provider_started_mid_run_answers_within_two_seconds() {
         .await;
 
     // It says it listens once it is registered.
-    let fourth = Provider::start(3, &zookeeper.url()).await;
+    let fourth = start_provider(3, &zookeeper.url()).await;
     let registered = Instant::now();
     poll_until("the consumer lists the fourth provider", || {
-        client.providers().contains(&fourth.addr)
+        client.providers().contains(&fourth.addr())
     })
     .await;
     let listed = registered.elapsed();
@@ -492,7 +432,7 @@ async fn a_provider_started_mid_run_answers_within_two_seconds() {
         while !calls
             .outcomes()
             .iter()
-            .any(|o| o.at >= registered && o.answer.as_deref() == Ok(fourth.name().as_str()))
+            .any(|o| o.at >= registered && o.answer.as_deref() == Ok(name(&fourth).as_str()))
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

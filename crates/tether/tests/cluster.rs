@@ -27,15 +27,16 @@ use std::{
 use serde_json::json;
 use support::{
     WAIT, bounded, poll_until,
+    ports::ReservedPort,
     proxy::{Mode, Proxy},
     servers::{Kind, TestServer},
-    unused_addr,
 };
 use tether::{
     Client, ClientConfig, Cluster, ErrorKind, Server, ServerConfig, balance::RoundRobin,
     registry::Registry,
 };
 use tokio::{
+    net::TcpListener,
     sync::{Notify, watch},
     task::JoinHandle,
     time::Instant,
@@ -179,24 +180,21 @@ impl Provider {
         config: ServerConfig,
         registry: Option<Arc<dyn Registry>>,
     ) -> Self {
-        Self::start_at(
-            "127.0.0.1:0".parse().expect("an address"),
-            name,
-            behaviour,
-            config,
-            registry,
-        )
-        .await
+        let listener = bounded("binding a provider", TcpListener::bind("127.0.0.1:0"))
+            .await
+            .expect("a provider binds 127.0.0.1:0");
+        Self::start_on(listener, name, behaviour, config, registry).await
     }
 
-    /// A provider bound to `addr`; see [`Provider::start`].
-    async fn start_at(
-        addr: SocketAddr,
+    /// A provider serving on `listener`; see [`Provider::start`].
+    async fn start_on(
+        listener: TcpListener,
         name: &str,
         behaviour: Behaviour,
         config: ServerConfig,
         registry: Option<Arc<dyn Registry>>,
     ) -> Self {
+        let addr = listener.local_addr().expect("a bound listener's address");
         let node = Node::new(name, behaviour);
         let mut builder = Server::builder()
             .config(config)
@@ -204,9 +202,9 @@ impl Provider {
         if let Some(registry) = registry {
             builder = builder.registry(registry);
         }
-        let server = bounded("starting a provider", builder.bind(addr))
+        let server = bounded("starting a provider", builder.listen(listener))
             .await
-            .unwrap_or_else(|e| panic!("provider {name} binds {addr} and registers: {e}"));
+            .unwrap_or_else(|e| panic!("provider {name} serves on {addr} and registers: {e}"));
         Self { server, node }
     }
 
@@ -488,13 +486,17 @@ async fn a_crashed_provider_fails_no_idempotent_call_and_gets_none_once_dropped(
     let w1 = Provider::weighted("w1", 1, registry(zookeeper.addr()).await).await;
     let w2 = Provider::weighted("w2", 2, registry(zookeeper.addr()).await).await;
     // The one that crashes, the busiest: weight 3, behind the two proxies.
-    let upstream = unused_addr();
-    let data_proxy = Proxy::start(upstream).await;
+    // Its listener first, so that the proxy in front has a port to forward to that nothing
+    // else can take meanwhile.
+    let upstream = bounded("binding a provider", TcpListener::bind("127.0.0.1:0"))
+        .await
+        .expect("a provider binds 127.0.0.1:0");
+    let data_proxy = Proxy::start(upstream.local_addr().expect("its address")).await;
     let zookeeper_addr: SocketAddr = zookeeper.addr().parse().expect("host:port");
     let zookeeper_proxy = Proxy::start(zookeeper_addr).await;
     let mut config = weighted(3);
     config.advertised_addr = Some(data_proxy.addr().to_string());
-    let crashing = Provider::start_at(
+    let crashing = Provider::start_on(
         upstream,
         "w3",
         Behaviour::Healthy,
@@ -736,6 +738,61 @@ async fn forking_answers_the_first_success_and_fails_only_when_every_fork_fails(
     );
 }
 
+/// Forking's promise for a client that has no connection yet: the first call does not go to
+/// the one provider that happens to be ready first, or to none; it waits (within its deadline)
+/// for the connections being opened and sends a fork to each of `parallel` distinct providers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_clients_first_forked_call_reaches_parallel_distinct_providers() {
+    init_logs();
+    let a = Provider::unregistered("a").await;
+    let b = Provider::unregistered("b").await;
+    let c = Provider::unregistered("c").await;
+    let all = [&a, &b, &c];
+
+    // Lazy connections (opened by the first call), three forks: every provider gets one.
+    let mut config = ClientConfig::default();
+    config.cluster = Cluster::Forking { parallel: 3 };
+    let members = connect_all(&all, config).await;
+    let answer = bounded("the first forked call", members.whoami()).await;
+    answer.expect("a fork answers");
+    for provider in all {
+        assert!(
+            provider.node.wait_for_calls(1, WAIT).await,
+            "provider {} got no fork of the first call",
+            provider.node.name
+        );
+    }
+
+    // Two forks over three providers: two distinct ones each call.
+    let mut config = eager(Cluster::Forking { parallel: 2 });
+    config.balance = "round_robin".to_owned();
+    let members = connect_all(&all, config).await;
+    until_each_answers(&members, &all).await;
+    for round in 0..30 {
+        let seen = calls(&all);
+        bounded("a forked call", members.whoami())
+            .await
+            .expect("a fork answers");
+        // Every fork was sent before the answer, so each runs even if it loses.
+        let reached = bounded("both forks run", async {
+            loop {
+                let now = calls(&all);
+                let more: u64 = now.iter().zip(&seen).map(|(n, s)| n - s).sum();
+                if more >= 2 {
+                    return now;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+        .await;
+        let each: Vec<u64> = reached.iter().zip(&seen).map(|(n, s)| n - s).collect();
+        assert!(
+            each.iter().all(|&n| n <= 1) && each.iter().sum::<u64>() == 2,
+            "round {round}: two distinct providers run the call once each, not {each:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcast_runs_on_every_provider_and_fails_if_any_fails() {
     init_logs();
@@ -799,7 +856,9 @@ async fn failsafe_answers_the_fallback_instead_of_an_error() {
     eprintln!("failsafe, a fallback of the wrong type: {answer:?}");
     assert!(answer.is_err(), "{answer:?}");
 
-    // No provider reachable at all: the fallback too.
+    // No provider reachable at all: the fallback too. (A port bound but not listening
+    // refuses every connection.)
+    let nothing = ReservedPort::new();
     let down = bounded(
         "connect_all to nothing",
         Client::builder()
@@ -810,7 +869,7 @@ async fn failsafe_answers_the_fallback_instead_of_an_error() {
                 };
                 config
             })
-            .connect_all([unused_addr()]),
+            .connect_all([nothing.addr()]),
     )
     .await
     .expect("connect_all");

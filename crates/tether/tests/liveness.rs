@@ -31,8 +31,9 @@ use tracing_subscriber::{Layer, layer::SubscriberExt};
 
 use support::{
     EchoClient, RawConnection, State, WAIT, assert_serves, bounded, poll_until,
+    ports::ReservedPort,
     proxy::{Direction, Mode, Proxy},
-    start_server, start_server_at, unused_addr,
+    start_server, start_server_on,
 };
 
 /// The heartbeat interval of both sides in most tests.
@@ -478,7 +479,9 @@ async fn the_server_closes_a_client_that_says_nothing() {
 async fn a_lazy_client_backs_off_until_its_server_starts_then_serves() {
     let initial = Duration::from_millis(50);
     let max = Duration::from_millis(200);
-    let addr = unused_addr();
+    // Bound but not listening: every attempt is refused until the server takes the port over.
+    let port = ReservedPort::new();
+    let addr = port.addr();
     let mut config = client_config(INTERVAL, IDLE);
     config.reconnect = backoff(initial, 2.0, max);
     let client = Client::builder()
@@ -536,7 +539,7 @@ async fn a_lazy_client_backs_off_until_its_server_starts_then_serves() {
     let waiting = waiting.expect("the waiting call started");
     assert!(!waiting.is_finished(), "the waiting call waits");
 
-    let (server, _state) = start_server_at(addr, server_config(INTERVAL, IDLE)).await;
+    let (server, _state) = start_server_on(port.listen(), server_config(INTERVAL, IDLE)).await;
     let started = Instant::now();
     let ready = bounded(
         "the client connects to the new server",

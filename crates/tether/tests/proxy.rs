@@ -506,3 +506,52 @@ async fn dropping_the_proxy_closes_its_listener_and_connections() {
         "connecting to a dropped proxy: {refused:?}"
     );
 }
+
+// -------------------------------------------------------------------------------------------------
+// The other test support the fault tests stand on: ports without races.
+// -------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_reserved_port_refuses_until_it_listens_and_cannot_be_taken() {
+    let reserved = support::ports::ReservedPort::new();
+    let addr = reserved.addr();
+    let refused = TcpStream::connect(addr).await;
+    assert!(refused.is_err(), "connected to a port that only reserves");
+    let taken = std::net::TcpListener::bind(addr);
+    assert!(taken.is_err(), "another socket bound the reserved {addr}");
+    let listener = reserved.listen();
+    let (accepted, connected) = tokio::join!(listener.accept(), TcpStream::connect(addr));
+    accepted.expect("the listener accepts");
+    connected.expect("the client connects");
+}
+
+#[tokio::test]
+async fn a_server_binds_its_address_again_after_a_shutdown() {
+    let (server, _state) = start_default_server().await;
+    let addr = server.local_addr();
+    let client = support::echo_client(&server).await;
+    assert_serves(&client, "before the restart").await;
+    // Its connections linger in TIME_WAIT after the close: `rebind` sets SO_REUSEADDR.
+    server.shutdown().await;
+    let listener = support::ports::rebind(addr).await;
+    assert_eq!(listener.local_addr().expect("its address"), addr);
+    let (again, _state) = support::start_server_on(listener, tether::ServerConfig::default()).await;
+    let client = support::echo_client(&again).await;
+    assert_serves(&client, "after the restart").await;
+}
+
+#[tokio::test]
+async fn a_bind_error_names_the_address_and_its_cause() {
+    let (server, _state) = start_default_server().await;
+    let addr = server.local_addr();
+    let error = tether::Server::builder()
+        .bind(addr)
+        .await
+        .expect_err("the address is taken");
+    let shown = error.to_string();
+    assert!(
+        shown.contains(&format!("cannot bind {addr}")) && shown.contains("in use"),
+        "{shown}"
+    );
+    assert_eq!(error.kind(), tether::ErrorKind::Io);
+}

@@ -301,7 +301,9 @@ async fn registrations_have_the_documented_layout() {
 
 #[tokio::test]
 async fn connecting_to_nothing_fails_clearly() {
-    let nothing = support::unused_addr().to_string();
+    // Bound but not listening: connections are refused.
+    let port = support::ports::ReservedPort::new();
+    let nothing = port.addr().to_string();
     let started = Instant::now();
     let error = bounded(
         "connecting to nothing",

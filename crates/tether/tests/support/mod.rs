@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod ports;
 pub(crate) mod proxy;
 pub(crate) mod servers;
 
@@ -388,34 +389,29 @@ impl RawConnection {
 // Liveness: servers on a chosen port, and raw connections read to their end.
 // -------------------------------------------------------------------------------------------------
 
-/// An address of 127.0.0.1 that nothing listens on: a port the OS handed out, released at once.
-/// For tests that start a client before its server, or restart a server on the same port.
-pub(crate) fn unused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-}
-
-/// A server running the test service on `addr` with `config`, and the service's state; see
-/// [`start_server`].
-pub(crate) async fn start_server_at(
-    addr: SocketAddr,
+/// A server running the test service on `listener` with `config`, and the service's state;
+/// see [`start_server`]. For a server on a [`ports::ReservedPort`], or restarted where it was
+/// ([`ports::rebind`]).
+pub(crate) async fn start_server_on(
+    listener: tokio::net::TcpListener,
     config: ServerConfig,
 ) -> (Server, Arc<State>) {
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     let state = Arc::new(State::default());
     let service = EchoService {
         state: state.clone(),
     };
     let server = bounded(
-        "binding the server",
+        "starting the server",
         Server::builder()
             .config(config)
             .serve(EchoServer::new(service))
-            .bind(addr),
+            .listen(listener),
     )
     .await
-    .unwrap_or_else(|e| panic!("the server binds {addr}: {e}"));
+    .unwrap_or_else(|e| panic!("the server serves on {addr}: {e}"));
     (server, state)
 }
 

@@ -59,8 +59,23 @@ pub(crate) fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/registry-servers.sh")
 }
 
+/// The exit status of the script when a port it was given turned out to be taken: trying other
+/// ports may succeed.
+const PORT_TAKEN: i32 = 75;
+
+/// How many sets of ports [`TestServer::start`] tries.
+const PORT_TRIES: usize = 3;
+
 /// Runs the script with `args` and returns its stdout, panicking with its stderr on failure.
 pub(crate) fn run(args: &[&str]) -> String {
+    match try_run(args) {
+        Ok(stdout) => stdout,
+        Err((_, failure)) => panic!("{failure}"),
+    }
+}
+
+/// Runs the script with `args`: its stdout, or its exit code and a message with its output.
+fn try_run(args: &[&str]) -> Result<String, (Option<i32>, String)> {
     let output = Command::new("bash")
         .arg(script())
         .args(args)
@@ -68,12 +83,17 @@ pub(crate) fn run(args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "registry-servers.sh {args:?} failed ({}); did `scripts/registry-servers.sh install` run?\n{stdout}\n{stderr}",
-        output.status
-    );
-    stdout
+    if output.status.success() {
+        return Ok(stdout);
+    }
+    Err((
+        output.status.code(),
+        format!(
+            "registry-servers.sh {args:?} failed ({}); did `scripts/registry-servers.sh install` \
+             run?\n{stdout}\n{stderr}",
+            output.status
+        ),
+    ))
 }
 
 impl TestServer {
@@ -86,24 +106,32 @@ impl TestServer {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let port = run(&["free-port", &kind.ports().to_string()])
-            .trim()
-            .to_owned();
         let port_flag = if kind.is_cluster() {
             "--base-port"
         } else {
             "--port"
         };
-        let mut args = vec!["start", kind.script_name(), &name, port_flag, &port];
-        args.extend_from_slice(extra);
-        let addr = run(&args)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        assert!(!addr.is_empty(), "no address printed for {name}");
-        Self { kind, name, addr }
+        // The script hands out ports below the kernel's ephemeral range and reserves them for
+        // this run, so no other test and no outgoing connection takes them; a process outside
+        // the run still may, and then the script says so and other ports are tried.
+        let mut failures = Vec::new();
+        for _ in 0..PORT_TRIES {
+            let port = run(&["free-port", &kind.ports().to_string()])
+                .trim()
+                .to_owned();
+            let mut args = vec!["start", kind.script_name(), &name, port_flag, &port];
+            args.extend_from_slice(extra);
+            match try_run(&args) {
+                Ok(stdout) => {
+                    let addr = stdout.lines().last().unwrap_or_default().trim().to_owned();
+                    assert!(!addr.is_empty(), "no address printed for {name}");
+                    return Self { kind, name, addr };
+                }
+                Err((Some(PORT_TAKEN), failure)) => failures.push(failure),
+                Err((_, failure)) => panic!("{failure}"),
+            }
+        }
+        panic!("{name}: every port tried was taken: {failures:#?}")
     }
 
     /// `host:port`, or for a cluster `host:port,host:port,host:port`.
