@@ -38,6 +38,8 @@ ZK_BIN=/usr/share/zookeeper/bin
 ZK_CONF=/etc/zookeeper/conf
 ZK_JVM_FLAGS=${TETHER_ZK_JVM_FLAGS:--Xms16m -Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xss512k -XX:-UsePerfData}
 STOP_GRACE=${TETHER_STOP_GRACE:-5}
+# Seconds `install` waits for another apt-get or dpkg to release the package manager's locks.
+LOCK_WAIT=${TETHER_APT_LOCK_WAIT:-300}
 
 die() { echo "registry-servers: $*" >&2; exit 1; }
 # Exit status 75 (EX_TEMPFAIL): a port was taken by something else; `start` with other ports may
@@ -69,13 +71,25 @@ cmd_install() {
             printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=true
         fi
         export DEBIAN_FRONTEND=noninteractive
-        local apt_opts=(-q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-        local out rc=0
+        # Another apt-get or dpkg (an unattended upgrade, a second job) may hold the package
+        # manager's locks: apt waits for them up to LOCK_WAIT s, and a run that still found them
+        # taken is tried again, until LOCK_WAIT s have passed in all.
+        local apt_opts=(-q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
+            -o DPkg::Lock::Timeout="$LOCK_WAIT")
+        local out rc deadline=$((SECONDS + LOCK_WAIT))
         out=$(mktemp)
-        {
-            timeout 300 apt-get "${apt_opts[@]}" update &&
-                timeout 600 apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}"
-        } </dev/null >"$out" 2>&1 || rc=$?
+        while :; do
+            rc=0
+            {
+                timeout $((LOCK_WAIT + 300)) apt-get "${apt_opts[@]}" update &&
+                    timeout $((LOCK_WAIT + 600)) apt-get "${apt_opts[@]}" install -y \
+                        --no-install-recommends "${missing[@]}"
+            } </dev/null >"$out" 2>&1 || rc=$?
+            [ $rc -ne 0 ] && grep -qiE 'could not get lock|unable to acquire|is another process using it' "$out" &&
+                [ $SECONDS -lt $deadline ] || break
+            note "the package manager is busy; trying again in 5 s"
+            sleep 5
+        done
         $own_policy && rm -f "$policy"
         if [ $rc -ne 0 ]; then cat "$out" >&2; rm -f "$out"; die "apt-get failed ($rc)"; fi
         rm -f "$out"
