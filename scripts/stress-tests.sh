@@ -69,6 +69,6 @@ done
 
 echo
 for line in "${summary[@]}"; do echo "$line"; done
-for name in "${!failures[@]}"; do echo "failed:$name in runs${failures[$name]}"; done | sort
+for name in "${!failures[@]}"; do echo "failed: $name in runs${failures[$name]}"; done | sort
 echo "stress: $runs runs, $bad_runs with failures"
 [ "$bad_runs" -eq 0 ]
