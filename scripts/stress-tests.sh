@@ -3,10 +3,11 @@
 # says which tests failed in which runs: the proof that the suite does not flake on a loaded
 # machine.
 #
-#   scripts/stress-tests.sh [K]
+#   scripts/stress-tests.sh [K] [--tests-only]
 #
-# The first run builds what the tests need (on the loaded machine too: `scripts/test.sh
-# --tests-only`, which installs the registry servers first), the later ones reuse the build. The
+# Each run is `scripts/test.sh` (with `--tests-only`: only its tests and examples). The first run
+# builds everything on the loaded machine, so in a fresh clone its time is that of a cold run
+# under load; the later ones reuse the build (the checks before the tests then take seconds). The
 # hog is `stress-ng --cpu N` where stress-ng is installed, otherwise one busy shell loop per
 # core, at normal priority, so the tests compete for every core; it stops when the script ends,
 # however it ends. Each run's output is kept under the printed directory.
@@ -17,11 +18,15 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-runs=${1:-10}
-if ! [[ $runs =~ ^[0-9]+$ ]] || [ "$runs" -lt 1 ]; then
-    echo "usage: $0 [K]  (K runs, default 10)" >&2
-    exit 2
-fi
+runs=10
+mode=()
+for arg in "$@"; do
+    case $arg in
+    --tests-only) mode=(--tests-only) ;;
+    *[!0-9]* | "" | 0) echo "usage: $0 [K] [--tests-only]  (K runs, default 10)" >&2; exit 2 ;;
+    *) runs=$arg ;;
+    esac
+done
 
 cores=$(nproc)
 logs=$(mktemp -d -t tether-stress.XXXXXX)
@@ -50,7 +55,7 @@ bad_runs=0
 summary=()
 for ((run = 1; run <= runs; run++)); do
     started=$(date +%s)
-    scripts/test.sh --tests-only >"$logs/run-$run.log" 2>&1
+    scripts/test.sh "${mode[@]}" >"$logs/run-$run.log" 2>&1
     rc=$?
     took=$(($(date +%s) - started))
     line=$(grep -E '^tests: [0-9]+ passed, [0-9]+ failed$' "$logs/run-$run.log" | tail -n 1)
