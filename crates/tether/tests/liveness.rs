@@ -753,7 +753,7 @@ const FROZEN_READ: usize = 5;
 /// The room a test with a frozen client leaves beyond the bound it checks: the server decodes
 /// and encodes megabytes of JSON on the test's thread meanwhile. A server that waits for the
 /// frozen client waits forever, far beyond this.
-const FROZEN_MARGIN: Duration = Duration::from_secs(1);
+const FROZEN_MARGIN: Duration = Duration::from_secs(3);
 
 /// A client that sends `echo` requests with 1 MiB of text each, each followed by a oneway
 /// `notify` with its id (so the test sees how far the server has read), and never reads a byte
